@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/go-logr/logr"
+	"k8s.io/klog/v2"
+
+	"github.com/csr-agent/csr-agent/internal/agent"
+	"github.com/csr-agent/csr-agent/internal/config"
+	"github.com/csr-agent/csr-agent/internal/issue"
+	"github.com/csr-agent/csr-agent/internal/kube"
+	"github.com/csr-agent/csr-agent/internal/writer"
+)
+
+// Exit codes; see the package documentation.
+const (
+	exitOK      = 0
+	exitError   = 1
+	exitConfig  = 2
+	exitDenied  = 3
+	exitFailed  = 4
+	exitTimeout = 5
+	exitDeleted = 6
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		usage(stderr)
+		return exitConfig
+	}
+	switch args[0] {
+	case "help", "-h", "--help":
+		usage(stdout)
+		return exitOK
+	case "version", "--version":
+		fmt.Fprintln(stdout, "csr-agent", version)
+		return exitOK
+	case "init":
+	default:
+		fmt.Fprintf(stderr, "agent: unknown mode %q\n\n", args[0])
+		usage(stderr)
+		return exitConfig
+	}
+	cfg, err := config.FromEnv()
+	if err != nil {
+		fmt.Fprintf(stderr, "agent: invalid configuration:\n%v\n", indent(err))
+		return exitConfig
+	}
+	logger := newLogger(cfg, stderr)
+	ctx = klog.NewContext(ctx, logger)
+	for _, warning := range config.Unknown(os.Environ()) {
+		logger.Info("Suspicious environment variable", "warning", warning)
+	}
+	if err := runInit(ctx, cfg); err != nil {
+		logger.Error(err, "agent init failed")
+		fmt.Fprintf(stderr, "agent: %v\n", err)
+		return exitCode(err)
+	}
+	return exitOK
+}
+
+func runInit(ctx context.Context, cfg *config.Agent) error {
+	restCfg, err := kube.LoadConfig(cfg.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	api, err := kube.New(restCfg, "csr-agent/"+version)
+	if err != nil {
+		return err
+	}
+	w, err := writer.New(writer.Options{Dir: cfg.CertDir, KeyMode: cfg.KeyFileMode, CertMode: cfg.CertFileMode})
+	if err != nil {
+		return err
+	}
+	issuer, err := issue.New(issue.Options{Client: api, Keys: &issue.FileKeyStore{Path: pendingKeyPath(cfg.CertDir)}})
+	if err != nil {
+		return err
+	}
+	a, err := agent.New(agent.Options{Config: cfg, API: api, Writer: w, Issuer: issuer})
+	if err != nil {
+		return err
+	}
+	return a.Init(ctx)
+}
+
+func pendingKeyPath(dir string) string { return dir + "/.pending.key" }
+
+func exitCode(err error) int {
+	switch {
+	case errors.Is(err, issue.ErrDenied):
+		return exitDenied
+	case errors.Is(err, issue.ErrFailed):
+		return exitFailed
+	case errors.Is(err, issue.ErrTimeout):
+		return exitTimeout
+	case errors.Is(err, issue.ErrDeleted):
+		return exitDeleted
+	case errors.Is(err, config.ErrInvalid):
+		return exitConfig
+	}
+	return exitError
+}
+
+// newLogger returns the agent's structured logger and routes client-go's
+// klog output into it, so every line has one format.
+func newLogger(cfg *config.Agent, w io.Writer) logr.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel.Slog()}
+	var h slog.Handler = slog.NewJSONHandler(w, opts)
+	if cfg.LogFormat == config.LogText {
+		h = slog.NewTextHandler(w, opts)
+	}
+	logger := logr.FromSlogHandler(h)
+	klog.SetLogger(logger)
+	return logger
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `Usage: agent MODE
+
+Modes:
+  init      obtain a certificate for this pod, write it to CERT_DIR, exit
+  help      show this help
+  version   print the version
+
+Exit codes: 0 success, 1 error, 2 invalid configuration, 3 request denied,
+4 request failed, 5 timed out waiting (ISSUE_TIMEOUT), 6 request deleted
+while waiting.
+
+Configuration (environment variables):
+`)
+	config.Usage(w)
+}
+
+func indent(err error) string {
+	return "  " + strings.ReplaceAll(err.Error(), "\n", "\n  ")
+}

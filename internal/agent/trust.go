@@ -1,0 +1,66 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"os"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/klog/v2"
+
+	"github.com/csr-agent/csr-agent/internal/issue"
+)
+
+// CertManagerCAAnnotation is where cert-manager puts the CA of a CSR it signs.
+const CertManagerCAAnnotation = "experimental.cert-manager.io/ca"
+
+// trustBundle finds the CA bundle for ca.crt, first found wins:
+//  1. CA_FILE, a mounted file (e.g. a ConfigMap or a projected
+//     clusterTrustBundle volume): what the operator chose explicitly;
+//  2. the ClusterTrustBundles published for the signer name (how the
+//     csr-agent controller publishes its CA, and follows its rotation);
+//  3. the experimental.cert-manager.io/ca annotation on the CSR, when
+//     cert-manager signed it.
+//
+// With none of them, ca.crt is not written and a warning says why.
+func (a *Agent) trustBundle(ctx context.Context, res *issue.Result) []byte {
+	logger := klog.FromContext(ctx)
+	if a.cfg.CAFile != "" {
+		data, err := os.ReadFile(a.cfg.CAFile)
+		if err == nil && isPEMCerts(data) {
+			return data
+		}
+		logger.Info("CA_FILE unusable, trying the signer's trust bundle", "file", a.cfg.CAFile, "error", errString(err, "no PEM certificate in file"))
+	}
+	bundle, err := a.api.TrustBundle(ctx, a.cfg.SignerName)
+	switch {
+	case err == nil && isPEMCerts(bundle):
+		return bundle
+	case apierrors.IsForbidden(err):
+		logger.Info("Not allowed to read ClusterTrustBundles; grant list on clustertrustbundles or set CA_FILE", "signer", a.cfg.SignerName)
+	case err != nil:
+		logger.Error(err, "Reading ClusterTrustBundles", "signer", a.cfg.SignerName)
+	}
+	if v, ok := res.CSR.Annotations[CertManagerCAAnnotation]; ok {
+		if data, err := base64.StdEncoding.DecodeString(v); err == nil && isPEMCerts(data) {
+			return data
+		}
+		if isPEMCerts([]byte(v)) {
+			return []byte(v)
+		}
+	}
+	logger.Info("No CA bundle found for the signer; ca.crt is not written", "signer", a.cfg.SignerName)
+	return nil
+}
+
+func isPEMCerts(data []byte) bool {
+	return bytes.Contains(data, []byte("-----BEGIN CERTIFICATE-----"))
+}
+
+func errString(err error, otherwise string) string {
+	if err != nil {
+		return err.Error()
+	}
+	return otherwise
+}

@@ -1,0 +1,39 @@
+package approve
+
+import (
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"net/url"
+	"testing"
+)
+
+// FuzzDecideNeverApprovesArbitraryRequests feeds arbitrary bytes as
+// spec.request of an otherwise legitimate pod CSR. The seeds are well-signed
+// requests that must be denied; a mutation can only keep a valid signature
+// by leaving the signed part unchanged, so nothing the fuzzer makes may be
+// approved, and nothing may panic.
+func FuzzDecideNeverApprovesArbitraryRequests(f *testing.F) {
+	p := newTestPolicy(f, Options{TrustDomain: "example.org"})
+	for _, tmpl := range []*x509.CertificateRequest{
+		{DNSNames: []string{"web.bank.svc.cluster.local"}},
+		{DNSNames: []string{"*.shop.svc.cluster.local"}},
+		{Subject: pkix.Name{CommonName: "web", Organization: []string{"system:masters"}}, DNSNames: []string{"web"}},
+		{IPAddresses: ips("10.1.2.4")},
+		{URIs: []*url.URL{mustURL("spiffe://example.org/ns/kube-system/sa/admin")}},
+		{DNSNames: []string{"web"}, ExtraExtensions: []pkix.Extension{basicConstraintsCA()}},
+	} {
+		f.Add(csrPEM(f, tmpl, nil))
+	}
+	f.Add(csrPEM(f, dnsReq("web"), keyRSA1024()))
+	f.Add([]byte("-----BEGIN CERTIFICATE REQUEST-----\nMAA=\n-----END CERTIFICATE REQUEST-----\n"))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, request []byte) {
+		d := p.Decide(podCSR(request), testFacts())
+		if d.Approve || d.Grant != nil {
+			t.Fatalf("approved arbitrary request %q: %+v", request, d)
+		}
+		if d.Reason == "" || d.Message == "" {
+			t.Fatalf("denial without reason or message: %+v", d)
+		}
+	})
+}

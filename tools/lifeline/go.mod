@@ -1,0 +1,3 @@
+module github.com/csr-agent/csr-agent/tools/lifeline
+
+go 1.26.0
