@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/go-logr/logr"
 	"k8s.io/klog/v2"
@@ -18,6 +19,7 @@ import (
 	"github.com/csr-agent/csr-agent/internal/config"
 	"github.com/csr-agent/csr-agent/internal/issue"
 	"github.com/csr-agent/csr-agent/internal/kube"
+	"github.com/csr-agent/csr-agent/internal/status"
 	"github.com/csr-agent/csr-agent/internal/writer"
 )
 
@@ -54,24 +56,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "version", "--version":
 		fmt.Fprintln(stdout, "csr-agent", version)
 		return exitOK
-	case "init":
+	case "init", "sidecar", "probe":
 	default:
 		fmt.Fprintf(stderr, "agent: unknown mode %q\n\n", args[0])
 		usage(stderr)
 		return exitConfig
 	}
+	mode := args[0]
 	cfg, err := config.FromEnv()
 	if err != nil {
 		fmt.Fprintf(stderr, "agent: invalid configuration:\n%v\n", indent(err))
 		return exitConfig
+	}
+	if mode == "probe" {
+		return runProbe(cfg, stdout, stderr)
 	}
 	logger := newLogger(cfg, stderr)
 	ctx = klog.NewContext(ctx, logger)
 	for _, warning := range config.Unknown(os.Environ()) {
 		logger.Info("Suspicious environment variable", "warning", warning)
 	}
-	if err := runInit(ctx, cfg); err != nil {
-		logger.Error(err, "agent init failed")
+	run := runInit
+	if mode == "sidecar" {
+		run = runSidecar
+	}
+	if err := run(ctx, cfg); err != nil {
+		logger.Error(err, "agent "+mode+" failed")
 		fmt.Fprintf(stderr, "agent: %v\n", err)
 		return exitCode(err)
 	}
@@ -79,27 +89,78 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func runInit(ctx context.Context, cfg *config.Agent) error {
-	restCfg, err := kube.LoadConfig(cfg.Kubeconfig)
+	d, err := wire(cfg)
 	if err != nil {
 		return err
+	}
+	return d.agent.Init(ctx)
+}
+
+// deps are what both modes build from the configuration.
+type deps struct {
+	api    *kube.Client
+	writer *writer.Writer
+	events *kube.Recorder
+	agent  *agent.Agent
+}
+
+func wire(cfg *config.Agent) (*deps, error) {
+	password, err := cfg.ReadKeystorePassword()
+	if err != nil {
+		return nil, err
+	}
+	restCfg, err := kube.LoadConfig(cfg.Kubeconfig)
+	if err != nil {
+		return nil, err
 	}
 	api, err := kube.New(restCfg, "csr-agent/"+version)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	w, err := writer.New(writer.Options{Dir: cfg.CertDir, KeyMode: cfg.KeyFileMode, CertMode: cfg.CertFileMode})
+	w, err := newWriter(cfg, password)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	issuer, err := issue.New(issue.Options{Client: api, Keys: &issue.FileKeyStore{Path: pendingKeyPath(cfg.CertDir)}})
+	keys := &issue.FileKeyStore{Path: pendingKeyPath(cfg.CertDir)}
+	issuer, err := issue.New(issue.Options{Client: api, Keys: keys})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	a, err := agent.New(agent.Options{Config: cfg, API: api, Writer: w, Issuer: issuer})
+	events := kube.NewRecorder(api, kube.ObjectRef{Namespace: cfg.PodNamespace, Name: cfg.PodName, UID: cfg.PodUID}, nil)
+	a, err := agent.New(agent.Options{Config: cfg, API: api, Writer: w, Issuer: issuer, Keys: keys, Events: events})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return a.Init(ctx)
+	return &deps{api: api, writer: w, events: events, agent: a}, nil
+}
+
+func newWriter(cfg *config.Agent, keystorePassword []byte) (*writer.Writer, error) {
+	return writer.New(writer.Options{
+		Dir: cfg.CertDir, KeyMode: cfg.KeyFileMode, CertMode: cfg.CertFileMode, KeystorePassword: keystorePassword,
+	})
+}
+
+// runProbe is `agent probe`, the exec startup probe of a native sidecar: it
+// passes once a valid, matching, unexpired pair is on disk. It reads files
+// only, so it works with HTTP_ADDR="" and costs the API server nothing.
+func runProbe(cfg *config.Agent, stdout, stderr io.Writer) int {
+	password, err := cfg.ReadKeystorePassword()
+	if err != nil {
+		fmt.Fprintf(stderr, "agent: invalid configuration:\n%v\n", indent(err))
+		return exitConfig
+	}
+	w, err := newWriter(cfg, password)
+	if err != nil {
+		fmt.Fprintf(stderr, "agent: %v\n", err)
+		return exitError
+	}
+	pub, err := status.Ready(w, time.Now())
+	if err != nil {
+		fmt.Fprintf(stdout, "not ready: %v\n", err)
+		return exitError
+	}
+	fmt.Fprintf(stdout, "ready: certificate valid until %s\n", pub.Leaf.NotAfter.UTC().Format(time.RFC3339))
+	return exitOK
 }
 
 func pendingKeyPath(dir string) string { return dir + "/.pending.key" }
@@ -138,6 +199,8 @@ func usage(w io.Writer) {
 
 Modes:
   init      obtain a certificate for this pod, write it to CERT_DIR, exit
+  sidecar   as init, then keep the certificate valid: renew, repair, notify
+  probe     exit 0 if CERT_DIR holds a valid pair (a startup probe), else 1
   help      show this help
   version   print the version
 

@@ -31,6 +31,13 @@ type API interface {
 
 var _ API = (*kube.Client)(nil)
 
+// Events posts Kubernetes Events about the pod: *kube.Recorder.
+type Events interface {
+	Event(ctx context.Context, eventType, reason, message string)
+}
+
+var _ Events = (*kube.Recorder)(nil)
+
 // Options wire an Agent.
 type Options struct {
 	Config *config.Agent
@@ -38,6 +45,12 @@ type Options struct {
 	Writer *writer.Writer
 	Issuer *issue.Issuer
 	Clock  clock.PassiveClock
+	// Keys is the Issuer's store of the pending key. With
+	// NEW_KEY_ON_RENEWAL=false a renewal puts the published key there, so
+	// that the Issuer requests the certificate for it. Optional otherwise.
+	Keys issue.KeyStore
+	// Events, optional, tells the pod's events what happens.
+	Events Events
 }
 
 // Agent obtains and publishes the pod's certificate.
@@ -47,6 +60,8 @@ type Agent struct {
 	writer *writer.Writer
 	issuer *issue.Issuer
 	clock  clock.PassiveClock
+	keys   issue.KeyStore
+	events Events
 }
 
 // New checks opts.
@@ -70,8 +85,18 @@ func New(opts Options) (*Agent, error) {
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
 	}
-	return &Agent{cfg: opts.Config, api: opts.API, writer: opts.Writer, issuer: opts.Issuer, clock: opts.Clock}, nil
+	if opts.Events == nil {
+		opts.Events = noEvents{}
+	}
+	return &Agent{
+		cfg: opts.Config, api: opts.API, writer: opts.Writer, issuer: opts.Issuer, clock: opts.Clock,
+		keys: opts.Keys, events: opts.Events,
+	}, nil
 }
+
+type noEvents struct{}
+
+func (noEvents) Event(context.Context, string, string, string) {}
 
 // Init makes sure a valid certificate for the pod's current identity is
 // published: the job of `agent init`.
@@ -96,7 +121,23 @@ func (a *Agent) Init(ctx context.Context) error {
 
 // Obtain requests a certificate for id and publishes it.
 func (a *Agent) Obtain(ctx context.Context, id identity.Identity) (*writer.Published, error) {
-	logger := klog.FromContext(ctx)
+	start := a.clock.Now()
+	res, err := a.request(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	ca := a.trustBundle(ctx, res)
+	pub, err := a.writer.Publish(writer.Material{KeyPEM: res.KeyPEM, ChainPEM: res.ChainPEM, CAPEM: ca})
+	if err != nil {
+		return nil, fmt.Errorf("publishing certificate to %s: %w", a.cfg.CertDir, err)
+	}
+	a.published(ctx, res, pub, "CertificateIssued", a.clock.Since(start))
+	return pub, nil
+}
+
+// request asks for a certificate for id, and tells the pod's events that it
+// did and, loudly, if it was denied.
+func (a *Agent) request(ctx context.Context, id identity.Identity) (*issue.Result, error) {
 	req := issue.Request{
 		Name:       issue.CSRName(a.cfg.PodNamespace, a.cfg.PodName, a.cfg.PodUID),
 		SignerName: a.cfg.SignerName,
@@ -112,30 +153,35 @@ func (a *Agent) Obtain(ctx context.Context, id identity.Identity) (*writer.Publi
 	if a.cfg.PodUID != "" {
 		req.Labels[issue.LabelPodUID] = a.cfg.PodUID
 	}
-	start := a.clock.Now()
+	a.events.Event(ctx, kube.EventNormal, "CertificateRequested", fmt.Sprintf(
+		"waiting for %s to approve and sign CSR %s (kubectl certificate approve %[2]s)", a.cfg.SignerName, req.Name))
 	res, err := a.issuer.Issue(ctx, req)
-	if err != nil {
-		return nil, err
+	if reqErr := (*issue.RequestError)(nil); errors.As(err, &reqErr) && errors.Is(err, issue.ErrDenied) {
+		a.events.Event(ctx, kube.EventWarning, "CertificateDenied", fmt.Sprintf("CSR %s was denied: %s: %s", reqErr.CSR, reqErr.Reason, reqErr.Message))
 	}
-	ca := a.trustBundle(ctx, res)
-	pub, err := a.writer.Publish(writer.Material{KeyPEM: res.KeyPEM, ChainPEM: res.ChainPEM, CAPEM: ca})
-	if err != nil {
-		return nil, fmt.Errorf("publishing certificate to %s: %w", a.cfg.CertDir, err)
-	}
+	return res, err
+}
+
+// published logs and tells the pod's events about a stored certificate, and
+// cleans up after its request: the CSR, unless DELETE_CSR=false, and the
+// pending key.
+func (a *Agent) published(ctx context.Context, res *issue.Result, pub *writer.Published, reason string, took time.Duration) {
+	logger := klog.FromContext(ctx)
 	logger.Info("Certificate published", "dir", a.cfg.CertDir, "csr", res.CSR.Name,
 		"subject", pub.Leaf.Subject.String(), "dnsNames", pub.Leaf.DNSNames, "ips", pub.Leaf.IPAddresses,
-		"issuer", pub.Leaf.Issuer.String(), "notAfter", pub.Leaf.NotAfter, "caBundle", len(ca) > 0,
-		"took", a.clock.Since(start).Round(time.Millisecond))
+		"issuer", pub.Leaf.Issuer.String(), "notAfter", pub.Leaf.NotAfter, "caBundle", len(pub.CAPEM) > 0,
+		"took", took.Round(time.Millisecond))
+	a.events.Event(ctx, kube.EventNormal, reason, fmt.Sprintf("certificate for %s from %s published to %s, valid until %s",
+		pub.Leaf.Subject.CommonName, a.cfg.SignerName, a.cfg.CertDir, pub.Leaf.NotAfter.UTC().Format(time.RFC3339)))
 	if err := a.issuer.Done(ctx, res, a.cfg.DeleteCSR); err != nil {
 		// The certificate is stored; a CSR left behind is clutter, not failure.
 		logger.Error(err, "Cleaning up after issuance")
 	}
-	return pub, nil
 }
 
 // reusable returns the published pair if it names exactly id, with a key of
-// the configured type, and has at least 30% of its lifetime left: the
-// earliest point at which the sidecar would renew it anyway.
+// the configured type, and is not yet due for renewal at the earliest point
+// the sidecar could renew it (70% of its lifetime, or RENEW_BEFORE).
 func (a *Agent) reusable(ctx context.Context, id identity.Identity) (*writer.Published, bool) {
 	logger := klog.FromContext(ctx)
 	pub, err := a.writer.Load()
@@ -146,9 +192,8 @@ func (a *Agent) reusable(ctx context.Context, id identity.Identity) (*writer.Pub
 		return nil, false
 	}
 	now := a.clock.Now()
-	life := pub.Leaf.NotAfter.Sub(pub.Leaf.NotBefore)
 	switch {
-	case now.After(pub.Leaf.NotBefore.Add(life * 7 / 10)):
+	case now.After(a.policy().Earliest(pub.Leaf.NotBefore, pub.Leaf.NotAfter)):
 		logger.Info("Published certificate is due for renewal, requesting a new one", "notAfter", pub.Leaf.NotAfter)
 	case !sameIdentity(pub, id):
 		logger.Info("Published certificate names another identity, requesting a new one",

@@ -25,6 +25,25 @@ const CertManagerCAAnnotation = "experimental.cert-manager.io/ca"
 //
 // With none of them, ca.crt is not written and a warning says why.
 func (a *Agent) trustBundle(ctx context.Context, res *issue.Result) []byte {
+	if ca := a.CABundle(ctx); ca != nil {
+		return ca
+	}
+	if v, ok := res.CSR.Annotations[CertManagerCAAnnotation]; ok {
+		if data, err := base64.StdEncoding.DecodeString(v); err == nil && isPEMCerts(data) {
+			return data
+		}
+		if isPEMCerts([]byte(v)) {
+			return []byte(v)
+		}
+	}
+	klog.FromContext(ctx).Info("No CA bundle found for the signer; ca.crt is not written", "signer", a.cfg.SignerName)
+	return nil
+}
+
+// CABundle returns the CA bundle from the sources that can change while the
+// pod runs, CA_FILE and then the signer's ClusterTrustBundles, or nil: what
+// the sidecar re-reads when told that one of them changed.
+func (a *Agent) CABundle(ctx context.Context) []byte {
 	logger := klog.FromContext(ctx)
 	if a.cfg.CAFile != "" {
 		data, err := os.ReadFile(a.cfg.CAFile)
@@ -42,15 +61,6 @@ func (a *Agent) trustBundle(ctx context.Context, res *issue.Result) []byte {
 	case err != nil:
 		logger.Error(err, "Reading ClusterTrustBundles", "signer", a.cfg.SignerName)
 	}
-	if v, ok := res.CSR.Annotations[CertManagerCAAnnotation]; ok {
-		if data, err := base64.StdEncoding.DecodeString(v); err == nil && isPEMCerts(data) {
-			return data
-		}
-		if isPEMCerts([]byte(v)) {
-			return []byte(v)
-		}
-	}
-	logger.Info("No CA bundle found for the signer; ca.crt is not written", "signer", a.cfg.SignerName)
 	return nil
 }
 

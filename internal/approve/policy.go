@@ -71,6 +71,23 @@ const (
 	ReasonSignatureInvalid       = "SignatureInvalid"
 )
 
+// requestOnly are the reasons decided from the CSR alone.
+var requestOnly = map[string]bool{
+	ReasonSignerNameMismatch: true, ReasonNotPodBound: true, ReasonInvalidRequest: true,
+	ReasonSignatureInvalid: true, ReasonKeyTypeNotAllowed: true, ReasonWeakKey: true,
+	ReasonUsageNotAllowed: true, ReasonCARequested: true, ReasonExtensionNotAllowed: true,
+	ReasonSubjectNotAllowed: true, ReasonExpirationTooLong: true, ReasonWildcardNotAllowed: true,
+	ReasonEmailSANNotAllowed: true, ReasonNoNames: true,
+}
+
+// DependsOnFacts reports whether a request denied with this reason might
+// be approved with other Facts (the pod's existence, UID, service account,
+// phase, IPs and labels, or the Services): a controller reading Facts from a
+// cache confirms such a denial with fresh Facts before writing it. A reason
+// decided from the request alone (a wildcard, a weak key...) denies whatever
+// the Facts. Unknown reasons count as depending on facts.
+func DependsOnFacts(reason string) bool { return !requestOnly[reason] }
+
 // Defaults for Options.
 const (
 	DefaultClusterDomain = "cluster.local"
@@ -85,6 +102,9 @@ const (
 
 // Options configure the policy. Zero fields take the defaults above.
 type Options struct {
+	// SignerName is the spec.signerName the policy acts for; default
+	// SignerName.
+	SignerName string
 	// ClusterDomain is the cluster's DNS domain (kubelet --cluster-domain),
 	// lowercase, without a trailing dot.
 	ClusterDomain string
@@ -102,6 +122,9 @@ type Options struct {
 var spiffeTrustDomain = regexp.MustCompile(`^[a-z0-9._-]+$`)
 
 func (o *Options) defaults() {
+	if o.SignerName == "" {
+		o.SignerName = SignerName
+	}
 	if o.ClusterDomain == "" {
 		o.ClusterDomain = DefaultClusterDomain
 	}
@@ -113,6 +136,9 @@ func (o *Options) defaults() {
 // validate returns every problem, joined.
 func (o *Options) validate() error {
 	var errs []error
+	if domain, path, ok := strings.Cut(o.SignerName, "/"); !ok || domain == "" || path == "" {
+		errs = append(errs, fmt.Errorf("Options.SignerName %q: want domain/path such as %q", o.SignerName, SignerName))
+	}
 	for _, msg := range validation.IsDNS1123Subdomain(o.ClusterDomain) {
 		errs = append(errs, fmt.Errorf("Options.ClusterDomain %q: want a lowercase DNS name without trailing dot such as %q: %s",
 			o.ClusterDomain, DefaultClusterDomain, msg))
@@ -208,8 +234,8 @@ func deny(reason, format string, args ...any) *Denial {
 	return &Denial{Reason: reason, Message: msg}
 }
 
-// Decide applies the policy to csr. Call it only for a CSR that Classify
-// reports StatePending (or StateApproved, to re-check before signing): for
+// Decide applies the policy to csr. Call it only for a CSR that
+// (*Policy).Classify reports StatePending (or StateApproved, to re-check before signing): for
 // another signer's CSR it returns a SignerNameMismatch denial that must not
 // be written, since other approvers may be waiting on that CSR.
 func (p *Policy) Decide(csr *certificatesv1.CertificateSigningRequest, facts Facts) Decision {
@@ -233,8 +259,8 @@ func (p *Policy) decide(csr *certificatesv1.CertificateSigningRequest, facts Fac
 	if csr == nil {
 		return nil, deny(ReasonInvalidRequest, "no CertificateSigningRequest")
 	}
-	if csr.Spec.SignerName != SignerName {
-		return nil, deny(ReasonSignerNameMismatch, "signerName %q is not %q", csr.Spec.SignerName, SignerName)
+	if csr.Spec.SignerName != p.opts.SignerName {
+		return nil, deny(ReasonSignerNameMismatch, "signerName %q is not %q", csr.Spec.SignerName, p.opts.SignerName)
 	}
 	who, err := RequesterOf(csr)
 	if err != nil {

@@ -293,7 +293,7 @@ func TestNewRejectsBadOptionsNamingEachProblem(t *testing.T) {
 
 func TestNewDefaultsOptions(t *testing.T) {
 	got := newTestPolicy(t, Options{}).Options()
-	want := Options{ClusterDomain: DefaultClusterDomain, MaxExpiration: DefaultMaxExpiration}
+	want := Options{SignerName: SignerName, ClusterDomain: DefaultClusterDomain, MaxExpiration: DefaultMaxExpiration}
 	if got != want {
 		t.Errorf("Options() = %+v, want %+v", got, want)
 	}

@@ -36,14 +36,25 @@ func (s State) String() string {
 	return "Unknown"
 }
 
-// Classify tells which part of the controller, if any, acts on csr.
+// Classify tells which part of the controller, if any, acts on csr, a CSR
+// for the policy's signer name.
+func (p *Policy) Classify(csr *certificatesv1.CertificateSigningRequest) State {
+	return classify(csr, p.opts.SignerName)
+}
+
+// Classify tells which part of the controller, if any, acts on csr, for the
+// default SignerName.
 //
 // kube-apiserver allows only status True on Approved and Denied, and forbids
 // both on one CSR. Should either rule ever not hold, Classify errs towards
 // leaving the CSR alone: Denied and Failed count unless explicitly False,
 // Approved counts only when True, and Denied wins over Approved.
 func Classify(csr *certificatesv1.CertificateSigningRequest) State {
-	if csr == nil || csr.Spec.SignerName != SignerName {
+	return classify(csr, SignerName)
+}
+
+func classify(csr *certificatesv1.CertificateSigningRequest, signerName string) State {
+	if csr == nil || csr.Spec.SignerName != signerName {
 		return StateIgnored
 	}
 	var approved, denied, failed bool

@@ -6,8 +6,11 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
+	"syscall"
 	"time"
+	"unicode/utf8"
 )
 
 // ErrInvalid is matched (errors.Is) by every error FromEnv and Validate
@@ -63,6 +66,103 @@ type Agent struct {
 	LogLevel      LogLevel      // LOG_LEVEL
 	CAFile        string        // CA_FILE
 	Kubeconfig    string        // KUBECONFIG
+
+	RenewBefore          time.Duration // RENEW_BEFORE; 0: jittered 70–90% of the lifetime
+	NewKeyOnRenewal      bool          // NEW_KEY_ON_RENEWAL
+	KeystorePassword     string        // KEYSTORE_PASSWORD
+	KeystorePasswordFile string        // KEYSTORE_PASSWORD_FILE
+	NotifyProcess        string        // NOTIFY_PROCESS
+	NotifySignal         Signal        // NOTIFY_SIGNAL
+	NotifyURL            string        // NOTIFY_URL
+	NotifyCommand        Command       // NOTIFY_COMMAND
+	HTTPAddr             string        // HTTP_ADDR; "": no HTTP endpoint
+}
+
+// ReadKeystorePassword returns the keystore password from KEYSTORE_PASSWORD
+// or the file KEYSTORE_PASSWORD_FILE names, nil when neither is set. It is
+// the one part of the configuration read from a file, and is called once at
+// start-up, after FromEnv. A problem with the file matches ErrInvalid.
+func (a *Agent) ReadKeystorePassword() ([]byte, error) {
+	if a.KeystorePasswordFile == "" {
+		if a.KeystorePassword == "" {
+			return nil, nil
+		}
+		return []byte(a.KeystorePassword), nil
+	}
+	data, err := os.ReadFile(a.KeystorePasswordFile)
+	if err != nil {
+		return nil, &Problem{Var: "KEYSTORE_PASSWORD_FILE", Msg: err.Error(), Form: formOf("KEYSTORE_PASSWORD_FILE")}
+	}
+	// Files made with echo or an editor end in a newline that is not part
+	// of the password; a Secret made with --from-literal does not.
+	password := strings.TrimSuffix(strings.TrimSuffix(string(data), "\n"), "\r")
+	if msg := passwordProblem(password); msg != "" {
+		return nil, &Problem{Var: "KEYSTORE_PASSWORD_FILE", Msg: "the password in " + a.KeystorePasswordFile + " " + msg, Form: formOf("KEYSTORE_PASSWORD_FILE")}
+	}
+	return []byte(password), nil
+}
+
+// passwordProblem says why a password cannot protect a PKCS#12 file, whose
+// passwords are BMPStrings: UTF-16 without surrogate pairs.
+func passwordProblem(p string) string {
+	switch {
+	case p == "":
+		return "is empty"
+	case !utf8.ValidString(p):
+		return "is not valid UTF-8"
+	case strings.ContainsFunc(p, func(r rune) bool { return r > 0xFFFF }):
+		return "has characters outside the Basic Multilingual Plane"
+	}
+	return ""
+}
+
+// Signal is NOTIFY_SIGNAL: one of the signals an application may take as
+// "reload".
+type Signal syscall.Signal
+
+var signals = map[string]syscall.Signal{
+	"SIGHUP": syscall.SIGHUP, "SIGUSR1": syscall.SIGUSR1, "SIGUSR2": syscall.SIGUSR2, "SIGINT": syscall.SIGINT,
+	"SIGQUIT": syscall.SIGQUIT, "SIGTERM": syscall.SIGTERM, "SIGWINCH": syscall.SIGWINCH,
+}
+
+// UnmarshalText accepts the names in signals, with or without "SIG".
+func (s *Signal) UnmarshalText(b []byte) error {
+	name := string(b)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	sig, ok := signals[name]
+	if !ok {
+		return fmt.Errorf("%q is not a signal the agent sends", b)
+	}
+	*s = Signal(sig)
+	return nil
+}
+
+// String returns the signal's name, e.g. SIGHUP.
+func (s Signal) String() string {
+	for name, sig := range signals {
+		if Signal(sig) == s {
+			return name
+		}
+	}
+	return fmt.Sprintf("signal %d", int(s))
+}
+
+// Command is NOTIFY_COMMAND: a program and its arguments. There is no shell
+// to interpret quotes (the agent's image is distroless), so the value is
+// split on white space; a program needing arguments with spaces belongs in
+// a script.
+type Command []string
+
+// UnmarshalText splits on white space.
+func (c *Command) UnmarshalText(b []byte) error {
+	fields := strings.Fields(string(b))
+	if len(fields) == 0 {
+		return fmt.Errorf("%q names no program", b)
+	}
+	*c = fields
+	return nil
 }
 
 // KeyType is the private key algorithm.

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,12 +21,19 @@ import (
 // test. Like t.Setenv, it cannot be used in parallel tests.
 func fromEnv(t *testing.T, env map[string]string) (*Agent, error) {
 	t.Helper()
+	setEnv(t, fields, env)
+	return FromEnv()
+}
+
+// setEnv sets the variables of vs that env lists and unsets the others.
+func setEnv(t *testing.T, vs varSet, env map[string]string) {
+	t.Helper()
 	for k := range env {
-		if varIndex(k) == len(fields) {
-			t.Fatalf("%s is not an agent variable", k)
+		if vs.index(k) == len(vs) {
+			t.Fatalf("%s is not a variable of this program", k)
 		}
 	}
-	for _, v := range Docs() {
+	for _, v := range vs.docs() {
 		val, ok := env[v.Name]
 		t.Setenv(v.Name, val) // also restores the variable after the test
 		if !ok {
@@ -34,7 +42,6 @@ func fromEnv(t *testing.T, env map[string]string) (*Agent, error) {
 			}
 		}
 	}
-	return FromEnv()
 }
 
 // podEnv is the smallest valid environment: what the downward API gives.
@@ -81,6 +88,10 @@ func TestAppliesDefaults(t *testing.T) {
 		DeleteCSR:     true,
 		LogFormat:     LogJSON,
 		LogLevel:      LogInfo,
+
+		NewKeyOnRenewal: true,
+		NotifySignal:    Signal(syscall.SIGHUP),
+		HTTPAddr:        ":9910",
 	}
 	if got, want := fmt.Sprintf("%#v", *a), fmt.Sprintf("%#v", want); got != want {
 		t.Errorf("defaults:\n got %s\nwant %s", got, want)
@@ -165,9 +176,9 @@ func TestSetButEmptyIsAnErrorUnlessDocumentedAsUnset(t *testing.T) {
 			env := podEnv()
 			env[v.Name] = ""
 			_, err := fromEnv(t, env)
-			if v.EmptyIsUnset {
+			if v.EmptyIsUnset || v.EmptyDisables {
 				if err != nil {
-					t.Fatalf("%s=\"\" should mean unset: %v", v.Name, err)
+					t.Fatalf("%s=\"\" should mean unset or off: %v", v.Name, err)
 				}
 				return
 			}
@@ -226,9 +237,13 @@ func TestValidateReportsAZeroAgent(t *testing.T) {
 }
 
 func TestEveryDefaultDecodes(t *testing.T) {
-	var s spec
-	v := reflect.ValueOf(&s).Elem()
-	for _, f := range fields {
+	checkDefaultsDecode(t, fields, &spec{})
+	checkDefaultsDecode(t, controllerFields, &controllerSpec{})
+}
+
+func checkDefaultsDecode(t *testing.T, vs varSet, s any) {
+	v := reflect.ValueOf(s).Elem()
+	for _, f := range vs {
 		if f.Default == "" {
 			continue
 		}
@@ -247,18 +262,21 @@ func TestEveryDefaultDecodes(t *testing.T) {
 // spec.agent copies field by field; the Go compiler checks the types there,
 // and TestAppliesDefaults and TestReadsEveryVariable that no copy is missed.
 func TestSpecMatchesAgent(t *testing.T) {
-	st, at := reflect.TypeFor[spec](), reflect.TypeFor[Agent]()
+	checkSpecMatches(t, reflect.TypeFor[spec](), reflect.TypeFor[Agent]())
+}
+
+func checkSpecMatches(t *testing.T, st, at reflect.Type) {
 	if st.NumField() != at.NumField() {
-		t.Fatalf("spec has %d fields, Agent %d", st.NumField(), at.NumField())
+		t.Fatalf("%s has %d fields, %s %d", st, st.NumField(), at, at.NumField())
 	}
 	for i := range st.NumField() {
 		sf, af := st.Field(i), at.Field(i)
 		val, ok := sf.Type.FieldByName("val")
 		if sf.Name != af.Name || !ok || val.Type != af.Type {
-			t.Errorf("spec field %d is %s %s, Agent's is %s %s; want envVar[%[5]s]", i, sf.Name, sf.Type, af.Name, af.Type)
+			t.Errorf("spec field %d is %s %s, %s's is %s %s; want envVar[%[6]s]", i, sf.Name, sf.Type, at, af.Name, af.Type)
 		}
 		if sf.Tag.Get("envconfig") == "" {
-			t.Errorf("spec.%s has no envconfig tag", sf.Name)
+			t.Errorf("%s.%s has no envconfig tag", st, sf.Name)
 		}
 	}
 }
@@ -276,8 +294,16 @@ func TestReadsEveryVariable(t *testing.T) {
 		"INCLUDE_POD_IPS": "false", "COMMON_NAME": "shop", "USAGES": "server,client", "KEY_TYPE": "rsa-3072",
 		"CERT_DURATION": "1h", "ISSUE_TIMEOUT": "30s", "KEY_FILE_MODE": "0640", "CERT_FILE_MODE": "0444",
 		"DELETE_CSR": "false", "LOG_FORMAT": "text", "LOG_LEVEL": "warn", "CA_FILE": "/ca.pem", "KUBECONFIG": "/kubeconfig",
+		"RENEW_BEFORE": "20m", "NEW_KEY_ON_RENEWAL": "false", "KEYSTORE_PASSWORD_FILE": "/secret/password",
+		"NOTIFY_PROCESS": "nginx", "NOTIFY_SIGNAL": "USR1", "NOTIFY_URL": "http://localhost:8080/-/reload",
+		"NOTIFY_COMMAND": "/bin/reload  --all", "HTTP_ADDR": "127.0.0.1:9000",
 	}
+	// KEYSTORE_PASSWORD cannot be set with KEYSTORE_PASSWORD_FILE;
+	// TestKeystorePasswordFromTheEnvironment reads it.
 	for _, v := range Docs() {
+		if v.Name == "KEYSTORE_PASSWORD" {
+			continue
+		}
 		if _, ok := env[v.Name]; !ok {
 			t.Fatalf("%s is not set by this test", v.Name)
 		}
@@ -311,6 +337,14 @@ func TestReadsEveryVariable(t *testing.T) {
 		LogLevel:      LogWarn,
 		CAFile:        "/ca.pem",
 		Kubeconfig:    "/kubeconfig",
+
+		RenewBefore:          20 * time.Minute,
+		KeystorePasswordFile: "/secret/password",
+		NotifyProcess:        "nginx",
+		NotifySignal:         Signal(syscall.SIGUSR1),
+		NotifyURL:            "http://localhost:8080/-/reload",
+		NotifyCommand:        Command{"/bin/reload", "--all"},
+		HTTPAddr:             "127.0.0.1:9000",
 	}
 	if got, want := fmt.Sprintf("%#v", *a), fmt.Sprintf("%#v", want); got != want {
 		t.Errorf("FromEnv:\n got %s\nwant %s", got, want)

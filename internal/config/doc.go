@@ -18,12 +18,22 @@
 //     ISSUE_TIMEOUT, DELETE_CSR.
 //   - Output and operation: CERT_DIR, KEY_FILE_MODE, CERT_FILE_MODE,
 //     LOG_FORMAT, LOG_LEVEL, CA_FILE, KUBECONFIG.
+//   - A PKCS#12 keystore next to the PEM files: KEYSTORE_PASSWORD or
+//     KEYSTORE_PASSWORD_FILE (not both).
+//   - The sidecar: RENEW_BEFORE (unset: jittered 70–90% of the lifetime),
+//     NEW_KEY_ON_RENEWAL; telling the app after a publish: NOTIFY_PROCESS
+//     with NOTIFY_SIGNAL, NOTIFY_URL, NOTIFY_COMMAND; HTTP_ADDR for
+//     /healthz, /readyz and /metrics (set to "" to turn it off).
 //
 // Rules that span variables:
 //
 //   - Unset and empty differ. Unset takes the default; set to "" is an error,
-//     except for DNS_NAMES, IP_ADDRESSES, CA_FILE and KUBECONFIG, where it is the same
-//     as unset. SERVICE_NAMES="" is an error, not "no Services".
+//     except for DNS_NAMES, IP_ADDRESSES, CA_FILE, KUBECONFIG, RENEW_BEFORE,
+//     the keystore and notification variables, where it is the same as
+//     unset, and HTTP_ADDR, where it turns the endpoint off.
+//     SERVICE_NAMES="" is an error, not "no Services".
+//   - RENEW_BEFORE must be below CERT_DURATION. The keystore password file
+//     is read once at start-up (ReadKeystorePassword), after validation.
 //   - POD_IPS wins over POD_IP when both are set (a malformed POD_IP is still
 //     an error); POD_IP alone becomes a one-item POD_IPS.
 //   - A serving certificate (USAGES includes server) must have something to
@@ -37,4 +47,39 @@
 //
 // Every error names its variable and the expected form, and all of them are
 // reported at once; they match ErrInvalid.
+//
+// # The controller
+//
+// ControllerFromEnv reads the controller's variables the same way, with the
+// same rules for unset and empty; ControllerUsage (`controller help`) and
+// ControllerMarkdownTable (the README table between the controller-config
+// markers) render them. In short:
+//
+//   - Policy: SIGNER_NAME, CLUSTER_DOMAIN, MAX_EXPIRATION (24h: the agent's
+//     default CERT_DURATION, so a default agent is never denied for
+//     lifetime), SPIFFE_TRUST_DOMAIN (unset: no URI SAN is allowed).
+//   - CA and trust: CA_SECRET_NAMESPACE and CA_SECRET_NAME (a
+//     kubernetes.io/tls Secret), CREATE_CA (create a self-signed CA there if
+//     the Secret is missing), TRUST_BUNDLE_NAME (the ClusterTrustBundle;
+//     unset: <signer with / as :>:ca).
+//   - Availability: LEADER_ELECT, LEASE_NAMESPACE, LEASE_NAME, POD_NAME (the
+//     replica's identity; unset: the host name), LEASE_DURATION,
+//     LEASE_RENEW_DEADLINE, LEASE_RETRY_PERIOD (client-go's usual 15s, 10s,
+//     2s).
+//   - Throughput: WORKERS, KUBE_API_QPS and KUBE_API_BURST. The client
+//     limits default to 400 and 800 rather than client-go's 5 and 10 (or
+//     kube-controller-manager's 20 and 30): each CSR costs two writes, the
+//     approval and the certificate, and nothing else at steady state (pods
+//     and Services come from informers). A rollout of 1000 pods is 2000
+//     writes: 800 at once, the other 1200 within 3 s, against ~50 s for
+//     kube-controller-manager's signer at its defaults. Server-side, API
+//     Priority and Fairness still protects the API server.
+//   - Operation: METRICS_ADDR and HEALTH_ADDR (set to "" to turn the
+//     endpoint off; they cannot share an address), LOG_FORMAT, LOG_LEVEL,
+//     KUBECONFIG.
+//
+// Rules that span variables: LEASE_DURATION > LEASE_RENEW_DEADLINE >
+// 1.2 × LEASE_RETRY_PERIOD (client-go's leader-election requirements),
+// checked only with LEADER_ELECT=true; TRUST_BUNDLE_NAME must carry the
+// prefix the API derives from SIGNER_NAME.
 package config

@@ -13,35 +13,36 @@ type Var struct {
 	Default      string // "" when the variable has no default
 	Required     bool
 	EmptyIsUnset bool // set to "" means the same as unset; otherwise "" is an error
-	Form         string
-	Desc         string
+	// EmptyDisables: set to "" turns the feature off, unlike unset, which
+	// takes the default.
+	EmptyDisables bool
+	Form          string
+	Desc          string
 }
 
-// Docs lists every variable in declaration order.
-func Docs() []Var {
-	out := make([]Var, len(fields))
-	for i, f := range fields {
-		out[i] = f.Var
-	}
-	return out
-}
+// Docs lists every agent variable in declaration order.
+func Docs() []Var { return fields.docs() }
 
-// Usage prints every variable with its default, form and meaning, for
+// Usage prints every agent variable with its default, form and meaning, for
 // `agent help`. Write errors are ignored: there is nowhere left to report them.
-func Usage(w io.Writer) {
+func Usage(w io.Writer) { usage(w, Docs()) }
+
+// MarkdownTable renders the agent variables as the README's configuration
+// table, ending in a newline.
+func MarkdownTable() string { return markdownTable(Docs()) }
+
+func usage(w io.Writer, vars []Var) {
 	fmt.Fprintln(w, "Environment variables (an empty value is an error unless noted):")
-	for _, v := range Docs() {
+	for _, v := range vars {
 		fmt.Fprintf(w, "\n  %s  %s\n      %s\n      Form: %s\n", v.Name, defaultText(v, `default %q`), descText(v), v.Form)
 	}
 }
 
-// MarkdownTable renders the variables as the README's configuration table,
-// ending in a newline.
-func MarkdownTable() string {
+func markdownTable(vars []Var) string {
 	var b strings.Builder
 	b.WriteString("| Variable | Default | Form | Description |\n")
 	b.WriteString("| --- | --- | --- | --- |\n")
-	for _, v := range Docs() {
+	for _, v := range vars {
 		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n",
 			v.Name, defaultText(v, "`%s`"), markdownEscape(v.Form), markdownEscape(descText(v)))
 	}
@@ -60,8 +61,11 @@ func defaultText(v Var, format string) string {
 }
 
 func descText(v Var) string {
-	if v.EmptyIsUnset {
+	switch {
+	case v.EmptyIsUnset:
 		return v.Desc + " Empty is the same as unset."
+	case v.EmptyDisables:
+		return v.Desc + " Empty turns it off."
 	}
 	return v.Desc
 }
@@ -74,16 +78,20 @@ var markdownEscape = strings.NewReplacer("<", "&lt;", ">", "&gt;", "|", `\|`).Re
 // that is not an agent variable but is at most two edits from one, such as
 // SERVICE_NAME for SERVICE_NAMES: with no prefix to tell our variables from
 // the container's others, a likely typo is all that can be flagged.
-func Unknown(environ []string) []string {
+func Unknown(environ []string) []string { return fields.unknown(environ, "an agent") }
+
+// unknown flags the likely typos of vs's variables in environ; program
+// completes "is not ... variable".
+func (vs varSet) unknown(environ []string, program string) []string {
 	var warnings []string
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
-		if slices.ContainsFunc(fields, func(f field) bool { return f.Name == name }) {
+		if slices.ContainsFunc(vs, func(f field) bool { return f.Name == name }) {
 			continue
 		}
-		for _, f := range fields {
+		for _, f := range vs {
 			if editDistance(name, f.Name) <= 2 {
-				warnings = append(warnings, fmt.Sprintf("%s is not an agent variable; did you mean %s?", name, f.Name))
+				warnings = append(warnings, fmt.Sprintf("%s is not %s variable; did you mean %s?", name, program, f.Name))
 				break
 			}
 		}

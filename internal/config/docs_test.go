@@ -22,18 +22,24 @@ const (
 // struct tags. `go test ./internal/config -run TestREADME -update` rewrites
 // the block between the markers, and nothing else.
 func TestREADMEListsEveryVariable(t *testing.T) {
+	checkREADME(t, readmeBegin, readmeEnd, MarkdownTable())
+}
+
+// checkREADME compares the README's text between the begin and end marker
+// lines with table, and with -update rewrites it.
+func checkREADME(t *testing.T, begin, end, table string) {
 	path := filepath.Join("..", "..", "README.md")
 	const fix = "go test ./internal/config -run TestREADME -update"
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatalf("the README must carry the configuration table between %s and %s lines; "+
-			"create it with the markers, then run: %s\n(%v)", readmeBegin, readmeEnd, fix, err)
+			"create it with the markers, then run: %s\n(%v)", begin, end, fix, err)
 	}
-	got, block, ok := spliceTable(string(b), MarkdownTable())
+	got, block, ok := spliceTable(string(b), begin, end, table)
 	switch {
 	case !ok:
 		t.Fatalf("%s needs exactly one %s line followed by one %s line where the configuration table goes; "+
-			"add them, then run: %s", path, readmeBegin, readmeEnd, fix)
+			"add them, then run: %s", path, begin, end, fix)
 	case got == string(b):
 	case *update:
 		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
@@ -41,31 +47,31 @@ func TestREADMEListsEveryVariable(t *testing.T) {
 		}
 	default:
 		t.Errorf("the configuration table in %s is out of date; run: %s\n--- in the README:\n%s\n--- generated:\n%s",
-			path, fix, block, MarkdownTable())
+			path, fix, block, table)
 	}
 }
 
 // spliceTable returns doc with the text between the markers replaced by a
 // newline and the table, the text that was there, and whether the markers
 // were found, once each and in order.
-func spliceTable(doc, table string) (string, string, bool) {
-	begin, end := strings.Index(doc, readmeBegin), strings.Index(doc, readmeEnd)
-	if begin < 0 || end < begin || strings.Count(doc, readmeBegin) != 1 || strings.Count(doc, readmeEnd) != 1 {
+func spliceTable(doc, beginMarker, endMarker, table string) (string, string, bool) {
+	begin, end := strings.Index(doc, beginMarker), strings.Index(doc, endMarker)
+	if begin < 0 || end < begin || strings.Count(doc, beginMarker) != 1 || strings.Count(doc, endMarker) != 1 {
 		return "", "", false
 	}
-	start := begin + len(readmeBegin)
+	start := begin + len(beginMarker)
 	return doc[:start] + "\n" + table + doc[end:], doc[start:end], true
 }
 
 func TestUpdateRewritesOnlyBetweenTheMarkers(t *testing.T) {
 	doc := "# csr-agent\n\n" + readmeBegin + "\nold table\n" + readmeEnd + "\n\n## Security\n"
-	got, old, ok := spliceTable(doc, "| new |\n")
+	got, old, ok := spliceTable(doc, readmeBegin, readmeEnd, "| new |\n")
 	want := "# csr-agent\n\n" + readmeBegin + "\n| new |\n" + readmeEnd + "\n\n## Security\n"
 	if !ok || got != want || old != "\nold table\n" {
 		t.Errorf("spliceTable = %q, %q, %v; want %q", got, old, ok, want)
 	}
 	for _, doc := range []string{"no markers", readmeEnd + readmeBegin, readmeBegin + readmeEnd + readmeBegin + readmeEnd} {
-		if _, _, ok := spliceTable(doc, "| new |\n"); ok {
+		if _, _, ok := spliceTable(doc, readmeBegin, readmeEnd, "| new |\n"); ok {
 			t.Errorf("spliceTable(%q) accepted misplaced markers", doc)
 		}
 	}
@@ -77,7 +83,7 @@ func TestPackageDocNamesEveryVariable(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc := f.Doc.Text()
-	for _, v := range Docs() {
+	for _, v := range append(Docs(), ControllerDocs()...) {
 		if !strings.Contains(doc, v.Name) {
 			t.Errorf("the package doc does not mention %s", v.Name)
 		}
@@ -85,8 +91,13 @@ func TestPackageDocNamesEveryVariable(t *testing.T) {
 }
 
 func TestEveryVariableIsDocumented(t *testing.T) {
+	checkDocumented(t, Docs())
+	checkDocumented(t, ControllerDocs())
+}
+
+func checkDocumented(t *testing.T, vars []Var) {
 	seen := make(map[string]bool)
-	for _, v := range Docs() {
+	for _, v := range vars {
 		if v.Name == "" || v.Form == "" || v.Desc == "" {
 			t.Errorf("%+v lacks a name, form or description tag", v)
 		}
@@ -101,12 +112,18 @@ func TestEveryVariableIsDocumented(t *testing.T) {
 }
 
 func TestUsagePrintsEveryVariableWithItsDefault(t *testing.T) {
-	var b bytes.Buffer
-	Usage(&b)
-	for _, v := range Docs() {
+	var agent, controller bytes.Buffer
+	Usage(&agent)
+	ControllerUsage(&controller)
+	checkUsage(t, agent.String(), Docs())
+	checkUsage(t, controller.String(), ControllerDocs())
+}
+
+func checkUsage(t *testing.T, usage string, vars []Var) {
+	for _, v := range vars {
 		want := "\n  " + v.Name + "  " + defaultText(v, `default %q`) + "\n"
-		if !strings.Contains(b.String(), want) {
-			t.Errorf("usage lacks %q:\n%s", want, b.String())
+		if !strings.Contains(usage, want) {
+			t.Errorf("usage lacks %q:\n%s", want, usage)
 		}
 	}
 }

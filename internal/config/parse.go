@@ -23,6 +23,18 @@ func parse(raw string, dst any) error {
 			return fmt.Errorf("%q is not a boolean", raw)
 		}
 		*p = b
+	case *int:
+		n, err := strconv.Atoi(raw)
+		if err != nil {
+			return fmt.Errorf("%q is not an integer", raw)
+		}
+		*p = n
+	case *float32:
+		f, err := strconv.ParseFloat(raw, 32)
+		if err != nil {
+			return fmt.Errorf("%q is not a number", raw)
+		}
+		*p = float32(f)
 	case *time.Duration:
 		d, err := time.ParseDuration(raw)
 		if err != nil {

@@ -42,14 +42,26 @@ type spec struct {
 	Usages        envVar[Usages]        `envconfig:"USAGES" default:"server" form:"server, client, or server,client" desc:"Extended key usages requested."`
 	KeyType       envVar[KeyType]       `envconfig:"KEY_TYPE" default:"ecdsa-p256" form:"ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096 or ed25519" desc:"Private key algorithm; the key never leaves the pod."`
 	CertDuration  envVar[time.Duration] `envconfig:"CERT_DURATION" default:"24h" form:"Go duration, e.g. 24h, at least 10m" desc:"Requested lifetime, sent as spec.expirationSeconds; the signer may shorten it."`
-	IssueTimeout  envVar[time.Duration] `envconfig:"ISSUE_TIMEOUT" default:"5m" form:"Go duration, e.g. 5m, above 0" desc:"How long init waits for the CSR to be approved and signed before failing."`
-	KeyFileMode   envVar[fs.FileMode]   `envconfig:"KEY_FILE_MODE" default:"0600" form:"octal permissions, e.g. 0600 or 0640; owner-readable, no write or execute for group/other" desc:"Permissions of the key file."`
+	IssueTimeout  envVar[time.Duration] `envconfig:"ISSUE_TIMEOUT" default:"5m" form:"Go duration, e.g. 5m, above 0" desc:"How long one CSR may wait to be approved and signed: init then fails, the sidecar retries later."`
+	KeyFileMode   envVar[fs.FileMode]   `envconfig:"KEY_FILE_MODE" default:"0600" form:"octal permissions, e.g. 0600 or 0640; owner-readable, group read at most, nothing for other" desc:"Permissions of the key file."`
 	CertFileMode  envVar[fs.FileMode]   `envconfig:"CERT_FILE_MODE" default:"0644" form:"octal permissions, e.g. 0644; owner-readable, no write for group/other" desc:"Permissions of the certificate and CA files."`
 	DeleteCSR     envVar[bool]          `envconfig:"DELETE_CSR" default:"true" form:"true or false" desc:"Delete the CSR once the certificate is stored."`
 	LogFormat     envVar[LogFormat]     `envconfig:"LOG_FORMAT" default:"json" form:"json or text" desc:"Log encoding."`
 	LogLevel      envVar[LogLevel]      `envconfig:"LOG_LEVEL" default:"info" form:"debug, info, warn or error" desc:"Minimum log level."`
 	CAFile        envVar[string]        `envconfig:"CA_FILE" empty:"unset" form:"absolute path" desc:"PEM file written as ca.crt (e.g. a mounted ConfigMap or clusterTrustBundle projection). Unset: the signer's ClusterTrustBundles, then the cert-manager CA annotation of the CSR."`
 	Kubeconfig    envVar[string]        `envconfig:"KUBECONFIG" empty:"unset" form:"path" desc:"kubeconfig file for running outside a pod. Unset: in-cluster config."`
+
+	// Renewal, keystore, notification and HTTP variables (sidecar; the
+	// keystore also for init).
+	RenewBefore          envVar[time.Duration] `envconfig:"RENEW_BEFORE" empty:"unset" form:"Go duration, e.g. 8h, above 0 and below CERT_DURATION" desc:"Sidecar: renew this long before the certificate expires. Unset: at a random point between 70% and 90% of its lifetime, so that pods issued together do not renew together."`
+	NewKeyOnRenewal      envVar[bool]          `envconfig:"NEW_KEY_ON_RENEWAL" default:"true" form:"true or false" desc:"Sidecar: generate a new private key for every renewal; false keeps the published key."`
+	KeystorePassword     envVar[string]        `envconfig:"KEYSTORE_PASSWORD" empty:"unset" form:"password of characters of the Basic Multilingual Plane; not with KEYSTORE_PASSWORD_FILE" desc:"Also publish keystore.p12 (PKCS#12: key, chain and CA bundle) in every generation, encrypted with this password. Prefer a Secret reference or KEYSTORE_PASSWORD_FILE."`
+	KeystorePasswordFile envVar[string]        `envconfig:"KEYSTORE_PASSWORD_FILE" empty:"unset" form:"absolute path; not with KEYSTORE_PASSWORD" desc:"File holding the keystore password (a mounted Secret), read at start-up; one trailing newline is ignored. Publishes keystore.p12 like KEYSTORE_PASSWORD."`
+	NotifyProcess        envVar[string]        `envconfig:"NOTIFY_PROCESS" empty:"unset" form:"process name as in /proc/<pid>/comm, or the base name of its program; no /" desc:"Sidecar: after each publish that replaces files, send NOTIFY_SIGNAL to every process of this name whose parent has another name (nginx's master, not its workers). Needs shareProcessNamespace: true, and the app's user or CAP_KILL."`
+	NotifySignal         envVar[Signal]        `envconfig:"NOTIFY_SIGNAL" default:"SIGHUP" form:"SIGHUP, SIGUSR1, SIGUSR2, SIGINT, SIGQUIT, SIGTERM or SIGWINCH; the SIG prefix is optional" desc:"Signal sent to NOTIFY_PROCESS."`
+	NotifyURL            envVar[string]        `envconfig:"NOTIFY_URL" empty:"unset" form:"http or https URL, e.g. http://localhost:8080/-/reload" desc:"Sidecar: after each publish that replaces files, POST to this URL (the app's reload endpoint); any 2xx answer is success."`
+	NotifyCommand        envVar[Command]       `envconfig:"NOTIFY_COMMAND" empty:"unset" form:"program and arguments separated by spaces, no shell quoting, e.g. /bin/reload --certs /certs" desc:"Sidecar: after each publish that replaces files, run this program in the agent's container; exit status 0 is success."`
+	HTTPAddr             envVar[string]        `envconfig:"HTTP_ADDR" default:":9910" empty:"disables" form:"host:port, e.g. :9910 or 127.0.0.1:9910; port 0 picks a free port" desc:"Sidecar: address of the /healthz, /readyz and /metrics endpoint."`
 }
 
 // envVar is one variable as envconfig hands it over. Its Decode never fails,
@@ -91,27 +103,55 @@ type field struct {
 	Var
 }
 
-// fields lists the variables in declaration order. It is computed once from
-// constant tags, so it cannot differ between calls.
-var fields = func() []field {
-	t := reflect.TypeFor[spec]()
-	out := make([]field, 0, t.NumField())
+// varSet is the variables of one program (the agent's spec, the
+// controller's controllerSpec), in declaration order.
+type varSet []field
+
+// varsOf lists the variables S declares. It is computed once per program
+// from constant tags, so it cannot differ between calls.
+func varsOf[S any]() varSet {
+	t := reflect.TypeFor[S]()
+	out := make(varSet, 0, t.NumField())
 	for i := range t.NumField() {
 		tag := t.Field(i).Tag
 		out = append(out, field{
 			index: i,
 			Var: Var{
-				Name:         tag.Get("envconfig"),
-				Default:      tag.Get("default"),
-				Required:     tag.Get("mandatory") == "true",
-				Form:         tag.Get("form"),
-				Desc:         tag.Get("desc"),
-				EmptyIsUnset: tag.Get("empty") == "unset",
+				Name:          tag.Get("envconfig"),
+				Default:       tag.Get("default"),
+				Required:      tag.Get("mandatory") == "true",
+				Form:          tag.Get("form"),
+				Desc:          tag.Get("desc"),
+				EmptyIsUnset:  tag.Get("empty") == "unset",
+				EmptyDisables: tag.Get("empty") == "disables",
 			},
 		})
 	}
 	return out
-}()
+}
+
+// fields are the agent's variables.
+var fields = varsOf[spec]()
+
+// docs returns the variables' documentation.
+func (vs varSet) docs() []Var {
+	out := make([]Var, len(vs))
+	for i, f := range vs {
+		out[i] = f.Var
+	}
+	return out
+}
+
+// process reads the environment into *s, a spec struct whose variables are
+// vs, and reports the variables that are missing, empty or do not parse.
+func (vs varSet) process(s any) (failed map[string]bool, problems []*Problem, err error) {
+	if err := envconfig.Process("", s); err != nil {
+		// Not expected: no field is envconfig-required and no Decode fails.
+		return nil, nil, fmt.Errorf("reading the environment: %w", err)
+	}
+	failed, problems = vs.problems(reflect.ValueOf(s).Elem())
+	return failed, problems, nil
+}
 
 // FromEnv reads the configuration from the process environment with
 // envconfig.Process, which also applies the defaults, and validates it. It
@@ -124,30 +164,29 @@ var fields = func() []field {
 // would hide it.
 func FromEnv() (*Agent, error) {
 	var s spec
-	if err := envconfig.Process("", &s); err != nil {
-		// Not expected: no field is envconfig-required and no Decode fails.
-		return nil, fmt.Errorf("reading the environment: %w", err)
+	failed, problems, err := fields.process(&s)
+	if err != nil {
+		return nil, err
 	}
-	failed, problems := s.problems()
 	a := s.agent()
 	problems = append(problems, validate(a, failed)...)
-	if err := joinProblems(problems); err != nil {
+	if err := fields.join(problems); err != nil {
 		return nil, err
 	}
 	return a, nil
 }
 
-// problems reports the variables that are missing, empty or do not parse,
-// and returns their names as failed, so that validate does not report them
-// again from the zero value left in their field.
-func (s *spec) problems() (failed map[string]bool, problems []*Problem) {
+// problems reports the variables of the spec struct v that are missing,
+// empty or do not parse, and returns their names as failed, so that
+// validation does not report them again from the zero value left in their
+// field.
+func (vs varSet) problems(v reflect.Value) (failed map[string]bool, problems []*Problem) {
 	failed = make(map[string]bool)
-	v := reflect.ValueOf(s).Elem()
-	for _, f := range fields {
+	for _, f := range vs {
 		st := v.Field(f.index).Addr().Interface().(interface{ get() *state }).get()
 		var msg string
 		switch {
-		case st.seen && st.raw == "" && f.EmptyIsUnset:
+		case st.seen && st.raw == "" && (f.EmptyIsUnset || f.EmptyDisables):
 		case !st.seen && f.Required:
 			msg = "is required"
 		case st.seen && st.raw == "":
@@ -204,6 +243,16 @@ func (s *spec) agent() *Agent {
 		LogLevel:      s.LogLevel.val,
 		CAFile:        s.CAFile.val,
 		Kubeconfig:    s.Kubeconfig.val,
+
+		RenewBefore:          s.RenewBefore.val,
+		NewKeyOnRenewal:      s.NewKeyOnRenewal.val,
+		KeystorePassword:     s.KeystorePassword.val,
+		KeystorePasswordFile: s.KeystorePasswordFile.val,
+		NotifyProcess:        s.NotifyProcess.val,
+		NotifySignal:         s.NotifySignal.val,
+		NotifyURL:            s.NotifyURL.val,
+		NotifyCommand:        s.NotifyCommand.val,
+		HTTPAddr:             s.HTTPAddr.val,
 	}
 	// Kubernetes keeps status.podIP equal to status.podIPs[0], so POD_IP only
 	// matters for manifests written before the dual-stack podIPs field.

@@ -7,9 +7,11 @@ import (
 	"io/fs"
 	"math"
 	"net"
+	"net/url"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -34,13 +36,14 @@ var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[
 // ErrInvalid. FromEnv calls it; it is exported for configurations built in
 // code (tests, the demo). It does no I/O.
 func (a *Agent) Validate() error {
-	return joinProblems(validate(a, nil))
+	return fields.join(validate(a, nil))
 }
 
 // checker collects problems, dropping those about variables that already
 // failed to decode: their field holds a zero value that would only produce a
 // second, misleading message.
 type checker struct {
+	vars     varSet
 	failed   map[string]bool
 	problems []*Problem
 }
@@ -49,7 +52,7 @@ func (c *checker) add(name, format string, args ...any) {
 	if c.failed[name] {
 		return
 	}
-	c.problems = append(c.problems, &Problem{Var: name, Msg: fmt.Sprintf(format, args...), Form: formOf(name)})
+	c.problems = append(c.problems, &Problem{Var: name, Msg: fmt.Sprintf(format, args...), Form: c.vars.form(name)})
 }
 
 func (c *checker) anyFailed(names ...string) bool {
@@ -69,7 +72,7 @@ func (c *checker) names(name, value string, errs []string) {
 }
 
 func validate(a *Agent, failed map[string]bool) []*Problem {
-	c := &checker{failed: failed}
+	c := &checker{vars: fields, failed: failed}
 	if a.PodName == "" {
 		c.add("POD_NAME", "is required")
 	} else {
@@ -104,11 +107,7 @@ func validate(a *Agent, failed map[string]bool) []*Problem {
 	for _, n := range a.ServiceNames.Names {
 		c.names("SERVICE_NAMES", n, validation.IsDNS1035Label(n))
 	}
-	if strings.HasSuffix(a.ClusterDomain, ".") {
-		c.add("CLUSTER_DOMAIN", "%q ends with a dot; drop it", a.ClusterDomain)
-	} else {
-		c.names("CLUSTER_DOMAIN", a.ClusterDomain, validation.IsDNS1123Subdomain(a.ClusterDomain))
-	}
+	c.clusterDomain(a.ClusterDomain)
 	c.headless(a)
 	for _, n := range a.DNSNames {
 		c.dnsName("DNS_NAMES", n)
@@ -123,29 +122,93 @@ func validate(a *Agent, failed map[string]bool) []*Problem {
 	if !a.KeyType.valid() {
 		c.add("KEY_TYPE", "%q is not a known key type", a.KeyType)
 	}
-	switch d := a.CertDuration; {
-	case d < MinCertDuration:
-		c.add("CERT_DURATION", "%q is below the minimum %s", fmtDuration(d), fmtDuration(MinCertDuration))
-	case d > maxCertDuration:
-		c.add("CERT_DURATION", "%q is above the maximum %s", fmtDuration(d), fmtDuration(maxCertDuration))
-	case d%time.Second != 0:
-		c.add("CERT_DURATION", "%q is not a whole number of seconds", fmtDuration(d))
-	}
+	c.certDuration("CERT_DURATION", a.CertDuration)
 	if a.IssueTimeout <= 0 {
 		c.add("ISSUE_TIMEOUT", "%q is not above 0", fmtDuration(a.IssueTimeout))
 	}
-	// A key readable by group/other is a deliberate choice (fsGroup sharing
-	// with another container), so reading is allowed; writing is not.
-	c.mode("KEY_FILE_MODE", a.KeyFileMode, 0o033)
+	// A key readable by the group is a deliberate choice (fsGroup sharing
+	// with an app container running as another user); a key readable by
+	// every user of the node's filesystem view never is.
+	c.mode("KEY_FILE_MODE", a.KeyFileMode, 0o037)
 	c.mode("CERT_FILE_MODE", a.CertFileMode, 0o022)
-	if _, ok := logLevels[a.LogLevel]; !ok {
-		c.add("LOG_LEVEL", "%q is not a log level", a.LogLevel)
-	}
-	if a.LogFormat != LogJSON && a.LogFormat != LogText {
-		c.add("LOG_FORMAT", "%q is not a log format", a.LogFormat)
-	}
+	c.logging(a.LogFormat, a.LogLevel)
 	c.nothingToServe(a)
+	c.sidecar(a)
 	return c.problems
+}
+
+// sidecar checks the variables of renewal, keystore, notification and the
+// HTTP endpoint.
+func (c *checker) sidecar(a *Agent) {
+	switch {
+	case a.RenewBefore < 0:
+		c.add("RENEW_BEFORE", "%q is not above 0", fmtDuration(a.RenewBefore))
+	case a.RenewBefore > 0 && a.RenewBefore >= a.CertDuration && !c.anyFailed("CERT_DURATION"):
+		c.add("RENEW_BEFORE", "%q is not below CERT_DURATION %q", fmtDuration(a.RenewBefore), fmtDuration(a.CertDuration))
+	}
+	switch {
+	case a.KeystorePassword != "" && a.KeystorePasswordFile != "":
+		c.add("KEYSTORE_PASSWORD", "KEYSTORE_PASSWORD and KEYSTORE_PASSWORD_FILE cannot both be set")
+	case a.KeystorePassword != "":
+		if msg := passwordProblem(a.KeystorePassword); msg != "" {
+			c.add("KEYSTORE_PASSWORD", "%s", msg) // never quote a password
+		}
+	case a.KeystorePasswordFile != "" && !filepath.IsAbs(a.KeystorePasswordFile):
+		c.add("KEYSTORE_PASSWORD_FILE", "%q is not an absolute path", a.KeystorePasswordFile)
+	}
+	if p := a.NotifyProcess; p != "" && (strings.ContainsAny(p, "/\x00") || strings.TrimSpace(p) != p) {
+		c.add("NOTIFY_PROCESS", "%q is not a process name", p)
+	}
+	if _, ok := signals[a.NotifySignal.String()]; !ok && a.NotifyProcess != "" {
+		c.add("NOTIFY_SIGNAL", "%q is not a signal the agent sends", a.NotifySignal)
+	}
+	if a.NotifyURL != "" {
+		u, err := url.Parse(a.NotifyURL)
+		switch {
+		case err != nil:
+			c.add("NOTIFY_URL", "%q is not a URL", a.NotifyURL)
+		case u.Scheme != "http" && u.Scheme != "https":
+			c.add("NOTIFY_URL", "%q is not an http or https URL", a.NotifyURL)
+		case u.Host == "":
+			c.add("NOTIFY_URL", "%q has no host", a.NotifyURL)
+		}
+	}
+	if a.HTTPAddr != "" {
+		_, port, err := net.SplitHostPort(a.HTTPAddr)
+		if n, perr := strconv.ParseUint(port, 10, 16); err != nil || perr != nil || (n == 0 && port != "0") {
+			c.add("HTTP_ADDR", "%q is not host:port", a.HTTPAddr)
+		}
+	}
+}
+
+func (c *checker) clusterDomain(d string) {
+	if strings.HasSuffix(d, ".") {
+		c.add("CLUSTER_DOMAIN", "%q ends with a dot; drop it", d)
+	} else {
+		c.names("CLUSTER_DOMAIN", d, validation.IsDNS1123Subdomain(d))
+	}
+}
+
+// certDuration checks a certificate lifetime against what
+// spec.expirationSeconds can carry.
+func (c *checker) certDuration(name string, d time.Duration) {
+	switch {
+	case d < MinCertDuration:
+		c.add(name, "%q is below the minimum %s", fmtDuration(d), fmtDuration(MinCertDuration))
+	case d > maxCertDuration:
+		c.add(name, "%q is above the maximum %s", fmtDuration(d), fmtDuration(maxCertDuration))
+	case d%time.Second != 0:
+		c.add(name, "%q is not a whole number of seconds", fmtDuration(d))
+	}
+}
+
+func (c *checker) logging(format LogFormat, level LogLevel) {
+	if _, ok := logLevels[level]; !ok {
+		c.add("LOG_LEVEL", "%q is not a log level", level)
+	}
+	if format != LogJSON && format != LogText {
+		c.add("LOG_FORMAT", "%q is not a log format", format)
+	}
 }
 
 func (c *checker) ip(name string, ip net.IP) {
@@ -270,31 +333,37 @@ func fmtDuration(d time.Duration) string {
 	return s
 }
 
-func formOf(name string) string {
-	if i := varIndex(name); i < len(fields) {
-		return fields[i].Form
+func formOf(name string) string { return fields.form(name) }
+
+// varIndex is the position of the agent variable in fields, len(fields) if
+// unknown.
+func varIndex(name string) int { return fields.index(name) }
+
+func (vs varSet) form(name string) string {
+	if i := vs.index(name); i < len(vs) {
+		return vs[i].Form
 	}
 	return ""
 }
 
-// varIndex is the position of the variable in fields, len(fields) if unknown.
-func varIndex(name string) int {
-	for i, f := range fields {
+// index is the position of the variable in vs, len(vs) if unknown.
+func (vs varSet) index(name string) int {
+	for i, f := range vs {
 		if f.Name == name {
 			return i
 		}
 	}
-	return len(fields)
+	return len(vs)
 }
 
-// joinProblems joins the problems in the order the variables are documented,
+// join joins the problems in the order the variables are documented,
 // whether they were found decoding or validating.
-func joinProblems(problems []*Problem) error {
+func (vs varSet) join(problems []*Problem) error {
 	if len(problems) == 0 {
 		return nil
 	}
 	slices.SortStableFunc(problems, func(a, b *Problem) int {
-		return cmp.Compare(varIndex(a.Var), varIndex(b.Var))
+		return cmp.Compare(vs.index(a.Var), vs.index(b.Var))
 	})
 	errs := make([]error, len(problems))
 	for i, p := range problems {

@@ -60,6 +60,7 @@ func TestRejectsBadValues(t *testing.T) {
 		{"KEY_FILE_MODE group writable", map[string]string{"KEY_FILE_MODE": "0620"}, "KEY_FILE_MODE", "0620 grants 020"},
 		{"KEY_FILE_MODE other executable", map[string]string{"KEY_FILE_MODE": "0601"}, "KEY_FILE_MODE", "0601 grants 01"},
 		{"KEY_FILE_MODE unreadable", map[string]string{"KEY_FILE_MODE": "0200"}, "KEY_FILE_MODE", "not readable by its owner"},
+		{"KEY_FILE_MODE world readable", map[string]string{"KEY_FILE_MODE": "0644"}, "KEY_FILE_MODE", "0644 grants 04"},
 		{"KEY_FILE_MODE setuid", map[string]string{"KEY_FILE_MODE": "04600"}, "KEY_FILE_MODE", "bits beyond the permissions"},
 		{"CERT_FILE_MODE world writable", map[string]string{"CERT_FILE_MODE": "0666"}, "CERT_FILE_MODE", "0666 grants 022"},
 		{"CERT_FILE_MODE unreadable", map[string]string{"CERT_FILE_MODE": "0044"}, "CERT_FILE_MODE", "not readable by its owner"},
@@ -67,6 +68,19 @@ func TestRejectsBadValues(t *testing.T) {
 		{"LOG_FORMAT unknown", map[string]string{"LOG_FORMAT": "yaml"}, "LOG_FORMAT", `"yaml" is not a log format`},
 		{"LOG_LEVEL unknown", map[string]string{"LOG_LEVEL": "trace"}, "LOG_LEVEL", `"trace" is not a log level`},
 		{"LOG_LEVEL upper case", map[string]string{"LOG_LEVEL": "INFO"}, "LOG_LEVEL", `"INFO" is not a log level`},
+		{"RENEW_BEFORE negative", map[string]string{"RENEW_BEFORE": "-1h"}, "RENEW_BEFORE", `"-1h" is not above 0`},
+		{"RENEW_BEFORE not below CERT_DURATION", map[string]string{"RENEW_BEFORE": "24h"}, "RENEW_BEFORE", `"24h" is not below CERT_DURATION "24h"`},
+		{"NEW_KEY_ON_RENEWAL not a bool", map[string]string{"NEW_KEY_ON_RENEWAL": "always"}, "NEW_KEY_ON_RENEWAL", `"always" is not a boolean`},
+		{"KEYSTORE_PASSWORD with its file", map[string]string{"KEYSTORE_PASSWORD": "changeit", "KEYSTORE_PASSWORD_FILE": "/p"}, "KEYSTORE_PASSWORD", "cannot both be set"},
+		{"KEYSTORE_PASSWORD outside the BMP", map[string]string{"KEYSTORE_PASSWORD": "key\U0001F511"}, "KEYSTORE_PASSWORD", "outside the Basic Multilingual Plane"},
+		{"KEYSTORE_PASSWORD_FILE relative", map[string]string{"KEYSTORE_PASSWORD_FILE": "password"}, "KEYSTORE_PASSWORD_FILE", `"password" is not an absolute path`},
+		{"NOTIFY_PROCESS a path", map[string]string{"NOTIFY_PROCESS": "/usr/sbin/nginx"}, "NOTIFY_PROCESS", `"/usr/sbin/nginx" is not a process name`},
+		{"NOTIFY_SIGNAL unknown", map[string]string{"NOTIFY_SIGNAL": "SIGKILL"}, "NOTIFY_SIGNAL", `"SIGKILL" is not a signal the agent sends`},
+		{"NOTIFY_URL not http", map[string]string{"NOTIFY_URL": "ftp://localhost/reload"}, "NOTIFY_URL", "is not an http or https URL"},
+		{"NOTIFY_URL without host", map[string]string{"NOTIFY_URL": "http:///reload"}, "NOTIFY_URL", "has no host"},
+		{"NOTIFY_COMMAND blank", map[string]string{"NOTIFY_COMMAND": "  "}, "NOTIFY_COMMAND", "names no program"},
+		{"HTTP_ADDR without port", map[string]string{"HTTP_ADDR": "9910"}, "HTTP_ADDR", `"9910" is not host:port`},
+		{"HTTP_ADDR port out of range", map[string]string{"HTTP_ADDR": ":99100"}, "HTTP_ADDR", `":99100" is not host:port`},
 	}
 	covered := map[string]bool{
 		// Any path is accepted: the agent reads no file while parsing, and

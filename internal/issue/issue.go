@@ -15,7 +15,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -129,6 +131,8 @@ func (i *Issuer) Issue(ctx context.Context, req Request) (*Result, error) {
 		return nil, err
 	}
 	if err := checkIssued(csr.Status.Certificate, key); err != nil {
+		// Resuming this CSR would only bring the same bad answer back.
+		_ = i.opts.Keys.Clear()
 		return nil, &RequestError{Err: ErrFailed, CSR: csr.Name, Signer: req.SignerName, Reason: "InvalidCertificate", Message: err.Error()}
 	}
 	return &Result{CSR: csr, Key: key, KeyPEM: keyPEM, ChainPEM: csr.Status.Certificate}, nil
@@ -204,7 +208,7 @@ func (i *Issuer) ensureCSR(ctx context.Context, req Request, key crypto.Signer) 
 		case err != nil:
 			return nil, fmt.Errorf("reading csr %s: %w", req.Name, err)
 		}
-		if ours(existing, key) {
+		if ours(existing, key) && sameAsk(existing, want) {
 			logger.Info("Resuming pending certificate request")
 			return existing, nil
 		}
@@ -230,7 +234,30 @@ func ours(csr *certificatesv1.CertificateSigningRequest, key crypto.Signer) bool
 	return !denied && !failed
 }
 
-var unsafeNameChars = regexp.MustCompile(`[^a-z0-9.-]+`)
+// sameAsk tells whether an existing CSR asks for what want asks: a pending
+// request from before a Service was added, or from another SIGNER_NAME, must
+// not be resumed.
+func sameAsk(existing, want *certificatesv1.CertificateSigningRequest) bool {
+	if existing.Spec.SignerName != want.Spec.SignerName || !slices.Equal(existing.Spec.Usages, want.Spec.Usages) {
+		return false
+	}
+	a, errA := parseRequest(existing.Spec.Request)
+	b, errB := parseRequest(want.Spec.Request)
+	if errA != nil || errB != nil {
+		return false
+	}
+	return a.Subject.CommonName == b.Subject.CommonName &&
+		slices.Equal(a.DNSNames, b.DNSNames) &&
+		slices.EqualFunc(a.IPAddresses, b.IPAddresses, func(x, y net.IP) bool { return x.Equal(y) })
+}
+
+var (
+	unsafeNameChars = regexp.MustCompile(`[^a-z0-9.-]+`)
+	// A dot must sit between two alphanumerics: each dot-separated label
+	// of a DNS subdomain starts and ends with one, so "..", ".-" and "-."
+	// would make the name invalid.
+	dotRuns = regexp.MustCompile(`[.-]*\.[.-]*`)
+)
 
 // CSRName is the name of the CSR of one pod: readable (namespace and pod) and
 // unique (a hash of namespace, name and UID), and the same every time the
@@ -238,6 +265,10 @@ var unsafeNameChars = regexp.MustCompile(`[^a-z0-9.-]+`)
 func CSRName(namespace, pod, uid string) string {
 	sum := sha256.Sum256([]byte(namespace + "/" + pod + "/" + uid))
 	readable := unsafeNameChars.ReplaceAllString(strings.ToLower(namespace+"-"+pod), "-")
+	// Valid namespace and pod names pass unchanged; this only matters for
+	// names the API would not have accepted, which must still not yield an
+	// invalid CSR name.
+	readable = dotRuns.ReplaceAllString(readable, ".")
 	// CSR names are DNS subdomains (at most 253 characters).
 	if len(readable) > 200 {
 		readable = readable[:200]

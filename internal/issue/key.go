@@ -102,15 +102,19 @@ func DecodeKey(data []byte) (crypto.Signer, error) {
 // requestPublicKey returns the public key of a PEM CSR, for telling whether
 // a CSR found on the server is this agent's own.
 func requestPublicKey(request []byte) (crypto.PublicKey, error) {
-	block, _ := pem.Decode(request)
-	if block == nil {
-		return nil, fmt.Errorf("no PEM block in request")
-	}
-	csr, err := x509.ParseCertificateRequest(block.Bytes)
+	csr, err := parseRequest(request)
 	if err != nil {
 		return nil, err
 	}
 	return csr.PublicKey, nil
+}
+
+func parseRequest(request []byte) (*x509.CertificateRequest, error) {
+	block, _ := pem.Decode(request)
+	if block == nil {
+		return nil, fmt.Errorf("no PEM block in request")
+	}
+	return x509.ParseCertificateRequest(block.Bytes)
 }
 
 type publicKeyEqualer interface {

@@ -3,6 +3,7 @@ package issue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
@@ -60,8 +61,11 @@ func (i *Issuer) wait(ctx context.Context, csr *certificatesv1.CertificateSignin
 		if reqErr := (*RequestError)(nil); errors.As(err, &reqErr) {
 			return nil, err
 		}
-		if ctx.Err() != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return nil, &RequestError{Err: ErrTimeout, CSR: csr.Name, Signer: csr.Spec.SignerName}
+		}
+		if ctx.Err() != nil { // shutting down: not the signer's fault
+			return nil, fmt.Errorf("waiting for csr %s: %w", csr.Name, context.Cause(ctx))
 		}
 		return nil, err
 	}

@@ -176,3 +176,10 @@ func (c *Client) ListServices(ctx context.Context, namespace string) ([]Service,
 	}
 	return list.Items, nil
 }
+
+// WatchTrustBundles lists and watches the ClusterTrustBundles of signerName.
+func (c *Client) WatchTrustBundles(signerName string) cache.ListerWatcher {
+	return cache.NewFilteredListWatchFromClient(c.certs, "clustertrustbundles", metav1.NamespaceAll, func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("spec.signerName", signerName).String()
+	})
+}

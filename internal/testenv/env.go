@@ -170,6 +170,10 @@ func start() (_ *Env, err error) {
 	// envtest turns the ServiceAccount admission plugin off because it runs
 	// no controller manager; we do, and real clusters run it.
 	api.Configure().Set("disable-admission-plugins", "")
+	// With open watches the HTTP server would otherwise wait out its 60s
+	// shutdown timeout; this is the mode HA control planes run in: drain
+	// ordinary requests, then give clients 2s to go.
+	api.Configure().Set("shutdown-send-retry-after", "true")
 
 	if e.Config, err = e.env.Start(); err != nil {
 		return nil, fmt.Errorf("starting etcd and kube-apiserver: %w", err)
@@ -236,4 +240,22 @@ func (e *Env) User(t testing.TB, name string, groups ...string) *rest.Config {
 		t.Fatalf("adding user %s: %v", name, err)
 	}
 	return u.Config()
+}
+
+// StopAPIServer stops the kube-apiserver (etcd and kube-controller-manager
+// keep running), as an outage or an upgrade would. Only for New's envs.
+func (e *Env) StopAPIServer(t testing.TB) {
+	t.Helper()
+	if err := e.env.ControlPlane.GetAPIServer().Stop(); err != nil {
+		t.Fatalf("stopping kube-apiserver: %v", err)
+	}
+}
+
+// StartAPIServer starts a stopped kube-apiserver again on the same address,
+// with the same certificates and data.
+func (e *Env) StartAPIServer(t testing.TB) {
+	t.Helper()
+	if err := e.env.ControlPlane.GetAPIServer().Start(); err != nil {
+		t.Fatalf("starting kube-apiserver: %v", err)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -71,7 +72,9 @@ func (e *Env) StartSigner(t testing.TB, opts SignerOptions) *Signer {
 	ctx, cancel := context.WithCancel(context.Background())
 	if opts.PublishTrustBundle {
 		ctb := &certificatesv1.ClusterTrustBundle{
-			ObjectMeta: metav1.ObjectMeta{GenerateName: signerPrefix(opts.SignerName)},
+			// generateName cannot be used: its prefix must itself be a valid
+			// name, and a signer-linked bundle's name has colons.
+			ObjectMeta: metav1.ObjectMeta{Name: signerPrefix(opts.SignerName) + strings.ToLower(rand.Text()[:8])},
 			Spec:       certificatesv1.ClusterTrustBundleSpec{SignerName: opts.SignerName, TrustBundle: string(ca.certPEM)},
 		}
 		ctb, err := e.Client.CertificatesV1().ClusterTrustBundles().Create(ctx, ctb, metav1.CreateOptions{})

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -103,28 +102,6 @@ func TestPodBoundCSRCarriesPodIdentityAndIsSignedByBuiltInSigner(t *testing.T) {
 	}
 	if !cert.PublicKey.(*ecdsa.PublicKey).Equal(&key.PublicKey) {
 		t.Error("issued certificate is not for the pod's key")
-	}
-}
-
-// A token bound to a pod stops working once the pod is gone: that is what
-// makes the identity in spec.extra trustworthy.
-func TestPodTokenIsRejectedAfterPodIsDeleted(t *testing.T) {
-	env := testenv.Shared(t)
-	ctx := t.Context()
-	pod := env.NewPod(t, testenv.PodOptions{})
-	client, err := kubernetes.NewForConfig(pod.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := client.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("token of a live pod rejected: %v", err)
-	}
-	if err := env.Client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To(int64(0))}); err != nil {
-		t.Fatal(err)
-	}
-	_, err = client.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
-	if err == nil {
-		t.Fatal("token still accepted after its pod was deleted")
 	}
 }
 

@@ -85,8 +85,9 @@
 // A Writer serialises its own Publish and Recover calls, so it is safe for
 // concurrent use, but there must be a single Writer (one process, one
 // goroutine owning it in practice) per directory: nothing locks the directory
-// against another process. Load and Verify only read and may run at any time;
-// they retry when ..data changes under them.
+// against another process. Load and Verify only read and may run at any
+// time: Load retries when ..data changes under it, Verify then reports the
+// change as drift.
 //
 // The package does not log; every failure is returned, and no error message
 // contains key material.

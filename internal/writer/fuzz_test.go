@@ -24,7 +24,9 @@ func FuzzPublish(f *testing.F) {
 	f.Add([]byte{}, []byte{})
 
 	f.Fuzz(func(t *testing.T, key, chain []byte) {
-		w, _ := newTestWriter(t, nil)
+		// tmpfs: the fuzzer replays inputs thousands of times while
+		// minimizing, and a valid one costs several fsyncs on disk.
+		w, _ := newTestWriter(t, func(o *Options) { o.Dir = memTempDir(t) })
 		p, err := w.Publish(Material{KeyPEM: key, ChainPEM: chain, CAPEM: good.CAPEM})
 		if err != nil {
 			if !errors.Is(err, ErrInvalid) {

@@ -149,9 +149,12 @@ func (p *pki) issue(t testing.TB, key crypto.Signer, keyFormat string) Material 
 func newTestWriter(t testing.TB, mod func(*Options)) (*Writer, *testingclock.FakePassiveClock) {
 	t.Helper()
 	clk := testingclock.NewFakePassiveClock(t0)
-	o := Options{Dir: t.TempDir(), Clock: clk}
+	o := Options{Clock: clk}
 	if mod != nil {
 		mod(&o)
+	}
+	if o.Dir == "" {
+		o.Dir = t.TempDir()
 	}
 	w, err := New(o)
 	if err != nil {

@@ -19,6 +19,9 @@ import (
 // plenty; a Writer republishing faster than that is a bug elsewhere.
 const loadAttempts = 3
 
+// errChurn tells tests that Load gave up because of concurrent publishes.
+var errChurn = errors.New(dataLink + " kept changing while loading")
+
 // Load reads what is published through the visible names, as an application
 // would, and checks it: the key matches the leaf, tls.pem is tls.key followed
 // by tls.crt, ca.crt parses if present, and keystore.p12 (when a password is
@@ -46,7 +49,7 @@ func (w *Writer) Load() (*Published, error) {
 		p.Generation = before
 		return p, nil
 	}
-	return nil, fmt.Errorf("%w: %s kept changing while loading (last: %v)", ErrDamaged, dataLink, err)
+	return nil, fmt.Errorf("%w: %w (last: %v)", ErrDamaged, errChurn, err)
 }
 
 // Verify reports whether the visible files are exactly what expected (from

@@ -53,8 +53,8 @@ type Options struct {
 	KeyFile, CertFile, CAFile, BundleFile, KeystoreFile string
 
 	// KeyMode applies to tls.key, tls.pem and keystore.p12, CertMode to
-	// tls.crt and ca.crt. Permission bits only, readable by the owner; key
-	// material may not be accessible to "other".
+	// tls.crt and ca.crt. Permission bits only, readable by the owner, not
+	// writable by group or other (nor executable, for KeyMode).
 	KeyMode, CertMode fs.FileMode
 
 	// KeystorePassword, when non-empty, adds keystore.p12 to every
@@ -142,19 +142,22 @@ func validate(o Options) error {
 			seen[f.name] = f.field
 		}
 	}
+	// The same rules as the agent's KEY_FILE_MODE and CERT_FILE_MODE, so a
+	// mode the config accepts is never refused here: group read of the key
+	// may be granted deliberately (fsGroup sharing), nothing else.
 	for _, m := range []struct {
-		field string
-		mode  fs.FileMode
-	}{{"KeyMode", o.KeyMode}, {"CertMode", o.CertMode}} {
+		field     string
+		mode      fs.FileMode
+		forbidden fs.FileMode
+	}{{"KeyMode", o.KeyMode, 0o037}, {"CertMode", o.CertMode, 0o022}} {
 		switch {
 		case m.mode&^fs.ModePerm != 0:
 			bad("%s %#o must hold permission bits only (e.g. 0640)", m.field, uint32(m.mode))
 		case m.mode&0o400 == 0:
 			bad("%s %#o must let the owner read the file", m.field, uint32(m.mode))
+		case m.mode&m.forbidden != 0:
+			bad("%s %#o must not grant %#o", m.field, uint32(m.mode), uint32(m.mode&m.forbidden))
 		}
-	}
-	if o.KeyMode&0o007 != 0 {
-		bad("KeyMode %#o must not give access to others: key material; use 0640 with an fsGroup to share it", uint32(o.KeyMode))
 	}
 	// PKCS#12 passwords are BMPStrings: UTF-16 without surrogate pairs.
 	if len(o.KeystorePassword) > 0 {

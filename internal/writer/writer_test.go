@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -72,11 +73,9 @@ func TestPublishWritesEveryFileThroughData(t *testing.T) {
 
 func TestPublishAppliesConfiguredNamesAndModes(t *testing.T) {
 	t.Parallel()
-	// 0664 is what a umask of 022 would turn into 0644 if Publish relied
-	// on the create mode.
 	w, _ := newTestWriter(t, func(o *Options) {
 		o.KeyFile, o.CertFile, o.CAFile, o.BundleFile = "key.pem", "cert.pem", "root.pem", "both.pem"
-		o.KeyMode, o.CertMode = 0o640, 0o664
+		o.KeyMode, o.CertMode = 0o640, 0o444
 	})
 	mustPublish(t, w, newPKI(t).issue(t, newKey(t, "p256"), "pkcs8"))
 	gen := assertTidy(t, w, "key.pem", "cert.pem", "root.pem", "both.pem")
@@ -85,7 +84,7 @@ func TestPublishAppliesConfiguredNamesAndModes(t *testing.T) {
 		"root.pem": "-> ..data/root.pem", "both.pem": "-> ..data/both.pem", gen: "dir -rwxr-xr-x",
 	}
 	got := snapshot(t, w.opts.Dir)
-	for name, mode := range map[string]string{"key.pem": "-rw-r-----", "both.pem": "-rw-r-----", "cert.pem": "-rw-rw-r--", "root.pem": "-rw-rw-r--"} {
+	for name, mode := range map[string]string{"key.pem": "-rw-r-----", "both.pem": "-rw-r-----", "cert.pem": "-r--r--r--", "root.pem": "-r--r--r--"} {
 		entry := got[filepath.Join(gen, name)]
 		if !strings.HasPrefix(entry, "file "+mode+" ") {
 			t.Errorf("%s = %q, want mode %s", name, entry, mode)
@@ -100,6 +99,24 @@ func TestPublishAppliesConfiguredNamesAndModes(t *testing.T) {
 	}
 	if len(got) != 0 {
 		t.Errorf("unexpected entries: %v", got)
+	}
+}
+
+// Not parallel: the umask is per process, and no other test of this
+// package runs while a sequential one does.
+func TestPublishModesDoNotDependOnUmask(t *testing.T) {
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	w, _ := newTestWriter(t, func(o *Options) { o.KeyMode = 0o640 })
+	mustPublish(t, w, newPKI(t).issue(t, newKey(t, "p256"), "pkcs8"))
+	gen := assertTidy(t, w, defaultNames...)
+	got := snapshot(t, w.opts.Dir)
+	for name, want := range map[string]string{
+		gen: "dir -rwxr-xr-x", filepath.Join(gen, "tls.key"): "file -rw-r-----", filepath.Join(gen, "tls.crt"): "file -rw-r--r--",
+	} {
+		if !strings.HasPrefix(got[name], want) {
+			t.Errorf("%s = %q under umask 077, want %q", name, got[name], want)
+		}
 	}
 }
 
@@ -285,7 +302,7 @@ func TestPublishWritesKeystoreWhenPasswordSet(t *testing.T) {
 
 func TestPublishFailsWhenDirectoryIsMissing(t *testing.T) {
 	t.Parallel()
-	w, _ := newTestWriter(t, func(o *Options) { o.Dir = filepath.Join(o.Dir, "missing") })
+	w, _ := newTestWriter(t, func(o *Options) { o.Dir = filepath.Join(t.TempDir(), "missing") })
 	_, err := w.Publish(newPKI(t).issue(t, newKey(t, "p256"), "pkcs8"))
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("err = %v, want fs.ErrNotExist", err)
@@ -305,10 +322,12 @@ func TestNewRejectsBadOptionsAllAtOnce(t *testing.T) {
 		{"duplicate name", Options{Dir: "d", BundleFile: "tls.crt"}, []string{`BundleFile "tls.crt" is already used by CertFile`}},
 		{"mode with type bits", Options{Dir: "d", CertMode: fs.ModeDir | 0o644}, []string{"CertMode", "permission bits only"}},
 		{"unreadable mode", Options{Dir: "d", CertMode: 0o044}, []string{"CertMode", "owner read"}},
-		{"world-readable key", Options{Dir: "d", KeyMode: 0o644}, []string{"KeyMode 0644", "others"}},
+		{"group-writable key", Options{Dir: "d", KeyMode: 0o660}, []string{"KeyMode 0660 must not grant 020"}},
+		{"executable key", Options{Dir: "d", KeyMode: 0o610}, []string{"KeyMode 0610 must not grant 010"}},
+		{"world-writable certificate", Options{Dir: "d", CertMode: 0o646}, []string{"CertMode 0646 must not grant 02"}},
 		{"password outside BMP", Options{Dir: "d", KeystorePassword: []byte("key🔑")}, []string{"Basic Multilingual Plane"}},
 		{"password not UTF-8", Options{Dir: "d", KeystorePassword: []byte{0xff}}, []string{"UTF-8"}},
-		{"several problems", Options{KeyFile: "a/b", KeyMode: 0o606}, []string{"Dir must be set", "KeyFile", "KeyMode"}},
+		{"several problems", Options{KeyFile: "a/b", KeyMode: 0o602}, []string{"Dir must be set", "KeyFile", "KeyMode"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -1,0 +1,248 @@
+// Package controller is csr-agent's approver and signer: it watches the
+// CertificateSigningRequests of one signer name, decides the pending ones
+// with package approve, signs the approved ones with package sign, and
+// publishes the CA as a ClusterTrustBundle.
+//
+// The pieces, one file each:
+//
+//   - informers.go: CSRs (field selector on spec.signerName), Pods and
+//     Services (all namespaces, slimmed by a transform so the caches hold
+//     only what the policy reads) and the CA Secret (field selector on its
+//     name).
+//   - reconcile.go, decide.go: a rate-limited workqueue of CSR names, in the
+//     style of kubernetes/sample-controller. A pending CSR is decided from
+//     the caches; a denial that depends on the pod or its Services is
+//     confirmed against the API first, so a cache lagging behind a new pod
+//     or Service never becomes a denial. An approval is written with
+//     UpdateApproval and the certificate is signed in the same pass. Any
+//     error (API, conflict, no CA yet) is retried with backoff; only a
+//     policy decision denies or fails a CSR.
+//   - ca.go, trustbundle.go: the CA is read from a kubernetes.io/tls Secret,
+//     optionally created there, and swapped in whole when the Secret
+//     changes. The leader publishes the trust bundle before it signs with a
+//     new CA, merging old and new anchors (sign.Bundle).
+//   - leader.go: Lease leader election. Every replica keeps warm caches and
+//     a loaded CA; only the leader writes.
+//   - metrics.go, health.go, events.go: Prometheus metrics, /healthz and
+//     /readyz, and Warning Events on the requesting pod.
+//
+// # Who approves
+//
+// The controller approves only what the policy allows (approve.Decide). A
+// CSR approved by anyone else with the "approve" verb on the signer, such
+// as a person running `kubectl certificate approve`, is signed too:
+// approval by a human is authority, and approve.DecideApproved still applies
+// the certificate template rules (well-formed names only, no wildcard, no CA,
+// allowed keys, usages and lifetime) and, for a request from a pod, checks
+// that the pod is still alive with the same UID. A CSR denied or failed by
+// anyone is left alone, as is a CSR of another signer.
+//
+// # Signing exactly once
+//
+// Two replicas may briefly both believe they lead (a paused leader resumes
+// after its lease expired). The certificate is nevertheless stored at most
+// once: status updates carry the resourceVersion the signer read, so the
+// API server rejects the second writer with a conflict, and it also refuses
+// to replace an existing status.certificate. On a graceful stop the leader
+// stops its workers before it releases the Lease, so a standby does not
+// start while the old leader still writes.
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	"github.com/csr-agent/csr-agent/internal/approve"
+	"github.com/csr-agent/csr-agent/internal/sign"
+)
+
+// DefaultWorkers is the default number of CSRs processed at once. A CSR's
+// time is mostly two API round trips, not CPU, so it exceeds the core count.
+const DefaultWorkers = 16
+
+// ErrLeadershipLost is returned by Run when this replica stopped leading
+// without being asked to: the process should exit and restart as a standby,
+// as kube-controller-manager does.
+var ErrLeadershipLost = errors.New("leader election lost")
+
+// Options configure a Controller.
+type Options struct {
+	// Client talks to the API server; its rate limits bound the controller's.
+	Client kubernetes.Interface
+	// Policy decides pending CSRs; its signer name is the controller's.
+	Policy *approve.Policy
+	// Issuer builds and signs certificates.
+	Issuer *sign.Issuer
+	// CASecret is the kubernetes.io/tls Secret holding the CA.
+	CASecret types.NamespacedName
+	// CreateCA creates a self-signed CA in CASecret when it does not exist.
+	CreateCA bool
+	// TrustBundleName is the ClusterTrustBundle the CA is published in.
+	TrustBundleName string
+	// LeaderElection, when set, makes only the Lease holder write.
+	LeaderElection *LeaderElection
+	// Workers default to DefaultWorkers.
+	Workers int
+	// MetricsAddr and HealthAddr are listen addresses; "" serves nothing.
+	MetricsAddr, HealthAddr string
+	// Clock defaults to the real clock.
+	Clock clock.PassiveClock
+}
+
+func (o *Options) defaults() {
+	if o.Workers == 0 {
+		o.Workers = DefaultWorkers
+	}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+}
+
+func (o *Options) validate() error {
+	var errs []error
+	if o.Client == nil {
+		errs = append(errs, errors.New("Options.Client must be set"))
+	}
+	if o.Policy == nil {
+		errs = append(errs, errors.New("Options.Policy must be set"))
+	}
+	if o.Issuer == nil {
+		errs = append(errs, errors.New("Options.Issuer must be set"))
+	}
+	if o.CASecret.Namespace == "" || o.CASecret.Name == "" {
+		errs = append(errs, errors.New("Options.CASecret needs a namespace and a name"))
+	}
+	if o.TrustBundleName == "" {
+		errs = append(errs, errors.New("Options.TrustBundleName must be set"))
+	}
+	if o.Workers < 1 {
+		errs = append(errs, fmt.Errorf("Options.Workers %d: want at least 1", o.Workers))
+	}
+	if o.LeaderElection != nil {
+		errs = append(errs, o.LeaderElection.validate())
+	}
+	return errors.Join(errs...)
+}
+
+// Controller approves, denies and signs CSRs of one signer name.
+type Controller struct {
+	opts     Options
+	signer   string
+	informer *caches
+	queue    workqueue.TypedRateLimitingInterface[string]
+	written  *writtenVersions
+	ca       sign.Source
+	caSync   caSyncer
+	events   events.EventBroadcaster
+	recorder events.EventRecorder
+	metrics  *metrics
+	health   *health
+	synced   atomic.Bool
+	ran      atomic.Bool
+}
+
+// New defaults and validates opts and builds the controller. It makes no
+// API call; Run does.
+func New(opts Options) (*Controller, error) {
+	opts.defaults()
+	if err := opts.validate(); err != nil {
+		return nil, fmt.Errorf("controller options: %w", err)
+	}
+	c := &Controller{
+		opts:    opts,
+		signer:  opts.Policy.Options().SignerName,
+		queue:   newQueue(),
+		written: newWrittenVersions(),
+	}
+	c.informer = newInformers(opts.Client, opts.Policy, opts.CASecret)
+	c.events, c.recorder = newEventRecorder(opts.Client)
+	c.metrics = newMetrics(c.queue)
+	c.health = newHealth(c, opts.LeaderElection)
+	c.caSync.init()
+	if err := c.informer.addHandlers(c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Run runs the controller until ctx is done, then returns nil; it returns an
+// error when an endpoint cannot listen or when it loses the leader election.
+// Run may be called once.
+func (c *Controller) Run(ctx context.Context) error {
+	if !c.ran.CompareAndSwap(false, true) {
+		return errors.New("controller: Run called twice")
+	}
+	logger := klog.FromContext(ctx).WithName("controller")
+	ctx = klog.NewContext(ctx, logger)
+	defer c.queue.ShutDown()
+	defer c.caSync.queue.ShutDown()
+	if err := c.events.StartRecordingToSinkWithContext(ctx); err != nil {
+		return fmt.Errorf("starting event recording: %w", err)
+	}
+	defer c.events.Shutdown()
+
+	g, gctx := errgroup.WithContext(ctx)
+	if err := c.serve(gctx, g); err != nil {
+		return err
+	}
+	var informersDone sync.WaitGroup
+	informersDone.Go(func() { c.informer.run(gctx) })
+	defer informersDone.Wait()
+	logger.Info("Waiting for caches to sync", "signerName", c.signer)
+	if !c.informer.waitForSync(gctx) {
+		return g.Wait() // stopped before the caches synced, or an endpoint failed
+	}
+	c.synced.Store(true)
+	logger.Info("Caches synced")
+	g.Go(func() error { c.runCALoop(gctx); return nil })
+	g.Go(func() error {
+		if c.opts.LeaderElection == nil {
+			c.lead(gctx)
+			return nil
+		}
+		return c.runLeaderElection(gctx)
+	})
+	return g.Wait()
+}
+
+// lead does the leader's work until ctx is done: make sure the CA is loaded
+// and published, then run the workers.
+func (c *Controller) lead(ctx context.Context) {
+	logger := klog.FromContext(ctx)
+	c.metrics.leader.Set(1)
+	defer c.metrics.leader.Set(0)
+	defer c.caSync.stopLeading()
+	if !c.caSync.lead(ctx, c) {
+		return
+	}
+	c.enqueueAll()
+	logger.Info("Starting workers", "workers", c.opts.Workers)
+	var wg sync.WaitGroup
+	for range c.opts.Workers {
+		wg.Go(func() {
+			for c.processNextItem(ctx) {
+			}
+		})
+	}
+	<-ctx.Done()
+	// Workers blocked in Get return once the queue shuts down; the others
+	// finish their item (their API calls fail fast on the done context).
+	c.queue.ShutDown()
+	wg.Wait()
+	logger.Info("Workers stopped")
+}
+
+// now is the controller's clock.
+func (c *Controller) now() time.Time { return c.opts.Clock.Now() }

@@ -1,0 +1,160 @@
+package controller_test
+
+import (
+	"context"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"testing"
+	"time"
+
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+
+	"github.com/csr-agent/csr-agent/internal/approve"
+	"github.com/csr-agent/csr-agent/internal/testenv"
+)
+
+// TestDeniesRequestsWhosePodIsGoneOrReplaced: the CSRs are created while
+// their pods live, and the controller starts only after one pod was deleted
+// and another deleted and re-created under the same name.
+func TestDeniesRequestsWhosePodIsGoneOrReplaced(t *testing.T) {
+	s := newSetup(t)
+	ns := s.env.NewNamespace(t)
+	createService(t, s.env, ns, service{name: "web"}, web)
+	deleted := s.env.NewPod(t, testenv.PodOptions{Namespace: ns, Name: "deleted", Labels: web})
+	replaced := s.env.NewPod(t, testenv.PodOptions{Namespace: ns, Name: "replaced", Labels: web})
+	req := dns("web." + ns + ".svc")
+	deletedCSR := mustCreateCSR(t, must(kubernetes.NewForConfig(deleted.Config)), s.signer, req)
+	replacedCSR := mustCreateCSR(t, must(kubernetes.NewForConfig(replaced.Config)), s.signer, req)
+	deletePod(t, s.env, deleted)
+	deletePod(t, s.env, replaced)
+	again := s.env.NewPod(t, testenv.PodOptions{Namespace: ns, Name: "replaced", Labels: web})
+	if again.UID == replaced.UID {
+		t.Fatal("re-created pod kept its UID")
+	}
+
+	s.start(t, startOptions{createCA: true})
+	for csr, want := range map[string]string{deletedCSR.Name: approve.ReasonPodNotFound, replacedCSR.Name: approve.ReasonPodUIDMismatch} {
+		if got, _ := outcome(waitFinished(t, s.env.Client, csr)); got != "Denied:"+want {
+			t.Errorf("CSR %s: %s, want Denied:%s", csr, got, want)
+		}
+	}
+	waitForEvent(t, s.env, again, approve.ReasonPodUIDMismatch)
+}
+
+// TestSignsWhatAPersonApprovedWithinTheTemplateRules: approval by a person
+// (here the cluster admin, before the controller runs) is authority for
+// the names, but not for anything the certificate template forbids, and not
+// for a pod that no longer exists.
+func TestSignsWhatAPersonApprovedWithinTheTemplateRules(t *testing.T) {
+	s := newSetup(t)
+	admin := s.env.Client
+	pod := s.env.NewPod(t, testenv.PodOptions{Labels: web})
+	gone := s.env.NewPod(t, testenv.PodOptions{Namespace: pod.Namespace, Labels: web})
+	podClient := must(kubernetes.NewForConfig(pod.Config))
+	legacyReq := request{
+		tmpl: &x509.CertificateRequest{Subject: pkix.Name{CommonName: "legacy.example.com"}, DNSNames: []string{"legacy.example.com"}},
+		// keyEncipherment means nothing for an ECDSA key: not granted.
+		usages: append([]certificatesv1.KeyUsage{certificatesv1.UsageKeyEncipherment}, serverUsages...),
+		exp:    ptr.To(int32(3600)),
+	}
+	legacy := mustCreateCSR(t, admin, s.signer, legacyReq)
+	outside := mustCreateCSR(t, podClient, s.signer, dns("web.example.com"))
+	wildcard := mustCreateCSR(t, admin, s.signer, dns("*.example.com"))
+	orphan := mustCreateCSR(t, must(kubernetes.NewForConfig(gone.Config)), s.signer, dns("web."+pod.Namespace+".svc"))
+	for _, csr := range []*certificatesv1.CertificateSigningRequest{legacy, outside, wildcard, orphan} {
+		approveAsPerson(t, admin, csr)
+	}
+	deletePod(t, s.env, gone)
+
+	s.start(t, startOptions{createCA: true})
+	for name, want := range map[string]string{
+		wildcard.Name: "Failed:" + approve.ReasonWildcardNotAllowed,
+		orphan.Name:   "Failed:" + approve.ReasonPodNotFound,
+	} {
+		if got, _ := outcome(waitFinished(t, admin, name)); got != want {
+			t.Errorf("CSR %s: %s, want %s", name, got, want)
+		}
+	}
+	roots, _ := trustBundle(t, admin, s.signer)
+	for name, serverName := range map[string]string{legacy.Name: "legacy.example.com", outside.Name: "web.example.com"} {
+		csr := waitFinished(t, admin, name)
+		if got, _ := outcome(csr); got != "issued" {
+			t.Fatalf("CSR %s: %s, want issued", name, got)
+		}
+		chain := parseChain(t, csr.Status.Certificate)
+		if err := serveTLS(t, chain, keyP256(), serverName, roots); err != nil {
+			t.Errorf("TLS handshake for %s: %v", serverName, err)
+		}
+		leaf := chain[0]
+		if leaf.KeyUsage != x509.KeyUsageDigitalSignature {
+			t.Errorf("%s: key usage %b, want digitalSignature only", serverName, leaf.KeyUsage)
+		}
+		if lifetime := leaf.NotAfter.Sub(leaf.NotBefore); name == legacy.Name && lifetime > time.Hour+10*time.Minute {
+			t.Errorf("%s: lifetime %s, want the hour asked for (plus the backdating)", serverName, lifetime)
+		}
+	}
+}
+
+// TestRetriesWhileTheCASecretIsMissing: without CREATE_CA the controller
+// signs nothing until an operator provides the CA, then catches up; the
+// waiting request is neither denied nor failed.
+func TestRetriesWhileTheCASecretIsMissing(t *testing.T) {
+	s := newSetup(t)
+	in := s.start(t, startOptions{})
+	pod := s.env.NewPod(t, testenv.PodOptions{Labels: web})
+	createService(t, s.env, pod.Namespace, service{name: "web"}, web)
+	csr := mustCreateCSR(t, must(kubernetes.NewForConfig(pod.Config)), s.signer, dns("web."+pod.Namespace+".svc"))
+	waitReady(t, in, false)
+	s.putCA(t, "operator CA", 0)
+	if got, _ := outcome(waitFinished(t, s.env.Client, csr.Name)); got != "issued" {
+		t.Fatalf("outcome %s, want issued once the CA exists", got)
+	}
+	waitReady(t, in, true)
+}
+
+func approveAsPerson(t *testing.T, client kubernetes.Interface, csr *certificatesv1.CertificateSigningRequest) {
+	t.Helper()
+	csr.Status.Conditions = append(csr.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
+		Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: "KubectlApprove", Message: "approved by an administrator",
+	})
+	if _, err := client.CertificatesV1().CertificateSigningRequests().UpdateApproval(t.Context(), csr.Name, csr, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("approving %s: %v", csr.Name, err)
+	}
+}
+
+// deletePod deletes the pod at once (no kubelet would confirm a graceful
+// deletion) and waits until it is gone.
+func deletePod(t *testing.T, env *testenv.Env, pod *testenv.Pod) {
+	t.Helper()
+	pods := env.Client.CoreV1().Pods(pod.Namespace)
+	if err := pods.Delete(t.Context(), pod.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To(int64(0))}); err != nil {
+		t.Fatal(err)
+	}
+	err := wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		got, err := pods.Get(ctx, pod.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return true, nil
+		}
+		return err == nil && string(got.UID) != pod.UID, err
+	})
+	if err != nil {
+		t.Fatalf("waiting for pod %s/%s to be deleted: %v", pod.Namespace, pod.Name, err)
+	}
+}
+
+// waitReady waits until /readyz answers as wanted.
+func waitReady(t *testing.T, in *instance, want bool) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		return probe(in.c, "/readyz") == want, nil
+	})
+	if err != nil {
+		t.Fatalf("/readyz never became %v", want)
+	}
+}

@@ -1,0 +1,315 @@
+package issue
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/funcr"
+	certificatesv1 "k8s.io/api/certificates/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	"github.com/csr-agent/csr-agent/internal/config"
+)
+
+// waitLimit bounds every wait on another goroutine; reaching it is a failure,
+// never the expected path.
+const waitLimit = 30 * time.Second
+
+var allKeyTypes = []config.KeyType{
+	config.KeyECDSAP256, config.KeyECDSAP384, config.KeyRSA2048,
+	config.KeyRSA3072, config.KeyRSA4096, config.KeyEd25519,
+}
+
+// generated holds one key per type, made with GenerateKey on first use:
+// RSA-4096 generation takes seconds under -race.
+var generated = func() map[config.KeyType]func() (crypto.Signer, error) {
+	m := make(map[config.KeyType]func() (crypto.Signer, error))
+	for _, kt := range allKeyTypes {
+		m[kt] = sync.OnceValues(func() (crypto.Signer, error) { return GenerateKey(kt, rand.Reader) })
+	}
+	return m
+}()
+
+func testKey(t testing.TB, kt config.KeyType) crypto.Signer {
+	t.Helper()
+	key, err := generated[kt]()
+	if err != nil {
+		t.Fatalf("GenerateKey(%s): %v", kt, err)
+	}
+	return key
+}
+
+// freshKey is a key no other test holds.
+func freshKey(t testing.TB) crypto.Signer {
+	t.Helper()
+	key, err := GenerateKey(config.KeyECDSAP256, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+// testCA plays the signer.
+type testCA struct {
+	key  crypto.Signer
+	cert *x509.Certificate
+}
+
+func newCA(t testing.TB) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testCA{key: key, cert: cert}
+}
+
+// issue returns the chain (leaf, then CA) for pub.
+func (ca *testCA) issue(t testing.TB, pub crypto.PublicKey, dnsNames ...string) []byte {
+	t.Helper()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "leaf"},
+		DNSNames:     dnsNames,
+		NotBefore:    time.Now().Add(-time.Minute),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, pub, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw})...)
+}
+
+// sign marks csr approved and issued for the key in its request, as an
+// approver and a signer would.
+func (ca *testCA) sign(t testing.TB, csr *certificatesv1.CertificateSigningRequest) *certificatesv1.CertificateSigningRequest {
+	t.Helper()
+	pub, err := requestPublicKey(csr.Spec.Request)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := withCondition(csr, certificatesv1.CertificateApproved, "AutoApproved", "test approver")
+	out.Status.Certificate = ca.issue(t, pub)
+	return out
+}
+
+func withCondition(csr *certificatesv1.CertificateSigningRequest, typ certificatesv1.RequestConditionType, reason, msg string) *certificatesv1.CertificateSigningRequest {
+	out := csr.DeepCopy()
+	out.Status.Conditions = append(out.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
+		Type: typ, Status: "True", Reason: reason, Message: msg,
+	})
+	return out
+}
+
+// fakeClient is an in-memory API holding CSRs. Every watch it opens is
+// handed to the test on watches, which then plays the API server's events.
+type fakeClient struct {
+	mu       sync.Mutex
+	csrs     map[string]*certificatesv1.CertificateSigningRequest
+	uids     int
+	creates  []*certificatesv1.CertificateSigningRequest
+	deletes  []string
+	onCreate func(*certificatesv1.CertificateSigningRequest) // runs under mu on the stored object
+	watches  chan *watch.FakeWatcher
+}
+
+var _ Client = (*fakeClient)(nil)
+
+func newFakeClient() *fakeClient {
+	return &fakeClient{
+		csrs:    make(map[string]*certificatesv1.CertificateSigningRequest),
+		watches: make(chan *watch.FakeWatcher, 16),
+	}
+}
+
+var csrResource = certificatesv1.Resource("certificatesigningrequests")
+
+// put stores csr as if someone else had created it, giving it a UID.
+func (f *fakeClient) put(csr *certificatesv1.CertificateSigningRequest) *certificatesv1.CertificateSigningRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	stored := csr.DeepCopy()
+	f.uids++
+	stored.UID = types.UID(fmt.Sprintf("uid-%d", f.uids))
+	stored.ResourceVersion = fmt.Sprint(f.uids)
+	f.csrs[stored.Name] = stored
+	return stored.DeepCopy()
+}
+
+func (f *fakeClient) CreateCSR(_ context.Context, csr *certificatesv1.CertificateSigningRequest) (*certificatesv1.CertificateSigningRequest, error) {
+	if _, err := f.GetCSR(context.Background(), csr.Name); err == nil {
+		return nil, apierrors.NewAlreadyExists(csrResource, csr.Name)
+	}
+	stored := f.put(csr)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.creates = append(f.creates, stored.DeepCopy())
+	if f.onCreate != nil {
+		f.onCreate(f.csrs[stored.Name])
+	}
+	return stored, nil
+}
+
+func (f *fakeClient) GetCSR(_ context.Context, name string) (*certificatesv1.CertificateSigningRequest, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	csr, ok := f.csrs[name]
+	if !ok {
+		return nil, apierrors.NewNotFound(csrResource, name)
+	}
+	return csr.DeepCopy(), nil
+}
+
+func (f *fakeClient) DeleteCSR(_ context.Context, name string, uid types.UID) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	csr, ok := f.csrs[name]
+	switch {
+	case !ok:
+		return apierrors.NewNotFound(csrResource, name)
+	case csr.UID != uid:
+		return apierrors.NewConflict(csrResource, name, fmt.Errorf("uid %s, precondition %s", csr.UID, uid))
+	}
+	delete(f.csrs, name)
+	f.deletes = append(f.deletes, name)
+	return nil
+}
+
+func (f *fakeClient) WatchCSR(name string) cache.ListerWatcher {
+	return noWatchList{&cache.ListWatch{
+		ListFunc: func(metav1.ListOptions) (runtime.Object, error) {
+			list := &certificatesv1.CertificateSigningRequestList{ListMeta: metav1.ListMeta{ResourceVersion: "1"}}
+			if csr, err := f.GetCSR(context.Background(), name); err == nil {
+				list.Items = append(list.Items, *csr)
+			}
+			return list, nil
+		},
+		WatchFunc: func(metav1.ListOptions) (watch.Interface, error) {
+			w := watch.NewFake()
+			f.watches <- w
+			return w, nil
+		},
+	}}
+}
+
+func (f *fakeClient) calls() (creates []*certificatesv1.CertificateSigningRequest, deletes []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append(creates, f.creates...), append(deletes, f.deletes...)
+}
+
+// noWatchList makes the reflector list then watch, as the fake cannot
+// stream initial events.
+type noWatchList struct{ *cache.ListWatch }
+
+func (noWatchList) IsWatchListSemanticsUnSupported() bool { return true }
+
+// nextWatch returns the next watch the issuer opens.
+func (f *fakeClient) nextWatch(t testing.TB) *watch.FakeWatcher {
+	t.Helper()
+	select {
+	case w := <-f.watches:
+		return w
+	case <-time.After(waitLimit):
+		t.Fatal("the issuer never opened a watch")
+		return nil
+	}
+}
+
+// logCapture collects log lines (message and key/value pairs, as funcr
+// formats them) from any goroutine.
+type logCapture struct {
+	mu     sync.Mutex
+	lines  []string
+	notify chan struct{}
+}
+
+func newLogCapture() *logCapture { return &logCapture{notify: make(chan struct{}, 1)} }
+
+func (c *logCapture) logger() klog.Logger {
+	return funcr.New(func(_, args string) {
+		c.mu.Lock()
+		c.lines = append(c.lines, args)
+		c.mu.Unlock()
+		select {
+		case c.notify <- struct{}{}:
+		default:
+		}
+	}, funcr.Options{})
+}
+
+// count is the number of lines containing all of parts.
+func (c *logCapture) count(parts ...string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, l := range c.lines {
+		if containsAll(l, parts) {
+			n++
+		}
+	}
+	return n
+}
+
+// waitFor waits until n lines contain all of parts.
+func (c *logCapture) waitFor(t testing.TB, n int, parts ...string) {
+	t.Helper()
+	deadline := time.After(waitLimit)
+	for c.count(parts...) < n {
+		select {
+		case <-c.notify:
+		case <-deadline:
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			t.Fatalf("no %d log lines with %q; got:\n%s", n, parts, strings.Join(c.lines, "\n"))
+		}
+	}
+}
+
+func containsAll(s string, parts []string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
+}

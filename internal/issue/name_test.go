@@ -1,0 +1,76 @@
+package issue
+
+import (
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+func TestCSRNameIsStableReadableAndUniquePerPod(t *testing.T) {
+	a := CSRName("shop", "web-0", "uid-1")
+	if again := CSRName("shop", "web-0", "uid-1"); again != a {
+		t.Errorf("CSRName changed between calls: %q then %q", a, again)
+	}
+	if !strings.HasPrefix(a, "csr-agent-shop-web-0-") {
+		t.Errorf("CSRName = %q, want it to start with csr-agent-shop-web-0-", a)
+	}
+	for _, other := range [][3]string{
+		{"shop", "web-0", "uid-2"},  // the pod re-created under the same name
+		{"shop", "web-1", "uid-1"},  // another pod
+		{"shop-web", "0", "uid-1"},  // same readable part, other namespace/pod split
+		{"other", "web-0", "uid-1"}, // another namespace
+		{"shop", "web-0", ""},       // no UID
+		{"shop", "WEB-0", "uid-1"},  // readable parts collide after lower-casing
+	} {
+		if got := CSRName(other[0], other[1], other[2]); got == a {
+			t.Errorf("CSRName%q = CSRName(shop, web-0, uid-1) = %q", other, got)
+		}
+	}
+}
+
+func TestCSRNameIsAValidObjectNameForAnyInput(t *testing.T) {
+	long := strings.Repeat("a", 63)
+	for _, tc := range []struct{ name, namespace, pod string }{
+		{"typical", "default", "web-7d9f8c-x2x4q"},
+		{"dotted pod", "shop", "web.0"},
+		{"longest namespace and pod", long, strings.Repeat(long+".", 3) + "abc"},
+		{"dot cut at the truncation point", "n", strings.Repeat("b", 187) + ".c"},
+		{"upper case", "Shop", "WEB"},
+		{"unicode", "ünï", "cödé"},
+		{"only symbols", "!!!", "@@@"},
+		{"empty", "", ""},
+		{"consecutive dots", "a", "b..c"},
+		{"dot next to dash", "a-", ".b"},
+		{"dash next to dot", "a", "b-.-c"},
+		{"leading dots", "...", "...x"},
+		{"trailing dot and dash", "x", "y.-"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := CSRName(tc.namespace, tc.pod, "0f4e5b0c-1111-2222-3333-444455556666")
+			if msgs := validation.IsDNS1123Subdomain(got); len(msgs) > 0 {
+				t.Errorf("CSRName(%q, %q) = %q: %s", tc.namespace, tc.pod, got, strings.Join(msgs, "; "))
+			}
+		})
+	}
+}
+
+func FuzzCSRName(f *testing.F) {
+	f.Add("default", "web-0", "uid")
+	f.Add("a", "b..c", "")
+	f.Add("x-", ".-y", "u")
+	f.Add(strings.Repeat("n", 300), strings.Repeat("p.", 150), "0")
+	f.Add("ÄÖ", "\xff\xfe", "\x00")
+	f.Fuzz(func(t *testing.T, namespace, pod, uid string) {
+		got := CSRName(namespace, pod, uid)
+		if msgs := validation.IsDNS1123Subdomain(got); len(msgs) > 0 {
+			t.Fatalf("CSRName(%q, %q, %q) = %q: %s", namespace, pod, uid, got, strings.Join(msgs, "; "))
+		}
+		if !strings.HasPrefix(got, "csr-agent-") {
+			t.Fatalf("CSRName = %q, want prefix csr-agent-", got)
+		}
+		if again := CSRName(namespace, pod, uid); again != got {
+			t.Fatalf("CSRName not deterministic: %q then %q", got, again)
+		}
+	})
+}

@@ -1,0 +1,151 @@
+package issue
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	certificatesv1 "k8s.io/api/certificates/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
+)
+
+func TestIssueReportsWhyNoCertificateCame(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		want   error
+		reason string
+		// answer is what the API server sends on the watch, of type watchEvt.
+		answer   func(t *testing.T, h *harness, csr *certificatesv1.CertificateSigningRequest) *certificatesv1.CertificateSigningRequest
+		watchEvt watch.EventType
+	}{
+		{
+			name: "denied", want: ErrDenied, reason: "PolicyDenied", watchEvt: watch.Modified,
+			answer: func(_ *testing.T, _ *harness, csr *certificatesv1.CertificateSigningRequest) *certificatesv1.CertificateSigningRequest {
+				return withCondition(csr, certificatesv1.CertificateDenied, "PolicyDenied", "no such service")
+			},
+		},
+		{
+			name: "failed", want: ErrFailed, reason: "SignerError", watchEvt: watch.Modified,
+			answer: func(_ *testing.T, _ *harness, csr *certificatesv1.CertificateSigningRequest) *certificatesv1.CertificateSigningRequest {
+				approved := withCondition(csr, certificatesv1.CertificateApproved, "ok", "")
+				return withCondition(approved, certificatesv1.CertificateFailed, "SignerError", "CA unavailable")
+			},
+		},
+		{
+			name: "issued for another key", want: ErrFailed, reason: "InvalidCertificate", watchEvt: watch.Modified,
+			answer: func(t *testing.T, h *harness, csr *certificatesv1.CertificateSigningRequest) *certificatesv1.CertificateSigningRequest {
+				out := withCondition(csr, certificatesv1.CertificateApproved, "ok", "")
+				out.Status.Certificate = h.ca.issue(t, freshKey(t).Public())
+				return out
+			},
+		},
+		{
+			name: "deleted", want: ErrDeleted, watchEvt: watch.Deleted,
+			answer: func(_ *testing.T, _ *harness, csr *certificatesv1.CertificateSigningRequest) *certificatesv1.CertificateSigningRequest {
+				return csr
+			},
+		},
+		{
+			name: "replaced by another object", want: ErrDeleted, watchEvt: watch.Modified,
+			answer: func(_ *testing.T, _ *harness, csr *certificatesv1.CertificateSigningRequest) *certificatesv1.CertificateSigningRequest {
+				out := csr.DeepCopy()
+				out.UID = types.UID("someone-elses")
+				return out
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			req := testRequest()
+			done := h.issueAsync(h.ctx(t), req)
+			w := h.client.nextWatch(t)
+			csr, err := h.client.GetCSR(t.Context(), req.Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.Action(tc.watchEvt, tc.answer(t, h, csr))
+			checkRequestError(t, await(t, done).err, tc.want, req.Name, tc.reason)
+		})
+	}
+}
+
+func TestIssueReportsACSRGoneBeforeTheWatchStarted(t *testing.T) {
+	h := newHarness(t)
+	h.client.onCreate = func(csr *certificatesv1.CertificateSigningRequest) {
+		delete(h.client.csrs, csr.Name) // under the fake's lock
+	}
+	req := testRequest()
+	_, err := h.issuer.Issue(h.ctx(t), req)
+	checkRequestError(t, err, ErrDeleted, req.Name, "")
+}
+
+func TestIssueTimesOutWhenNobodyAnswers(t *testing.T) {
+	h := newHarness(t)
+	req := testRequest()
+	ctx, cancel := context.WithTimeout(h.ctx(t), 200*time.Millisecond)
+	defer cancel()
+	_, err := h.issuer.Issue(ctx, req)
+	checkRequestError(t, err, ErrTimeout, req.Name, "")
+	var reqErr *RequestError
+	if errors.As(err, &reqErr) && reqErr.Signer != testSigner {
+		t.Errorf("signer = %q, want %q", reqErr.Signer, testSigner)
+	}
+}
+
+func checkRequestError(t *testing.T, err, want error, csr, reason string) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Fatalf("error = %v, want %v", err, want)
+	}
+	var reqErr *RequestError
+	if !errors.As(err, &reqErr) {
+		t.Fatalf("error %v is not a *RequestError", err)
+	}
+	if reqErr.CSR != csr || reqErr.Reason != reason {
+		t.Errorf("RequestError names csr %q reason %q, want %q and %q", reqErr.CSR, reqErr.Reason, csr, reason)
+	}
+}
+
+func TestIssueRemindsHowToApproveOnEveryTick(t *testing.T) {
+	h := newHarness(t)
+	req := testRequest()
+	done := h.issueAsync(h.ctx(t), req)
+	w := h.client.nextWatch(t)
+	tick := func() {
+		t.Helper()
+		// The reminder's ticker is the only user of the fake clock.
+		err := wait.PollUntilContextTimeout(t.Context(), time.Millisecond, waitLimit, true,
+			func(context.Context) (bool, error) { return h.clock.HasWaiters(), nil })
+		if err != nil {
+			t.Fatal("the reminder never started its ticker")
+		}
+		h.clock.Step(30 * time.Second)
+	}
+	pending := []string{"Certificate request pending approval", "kubectl certificate approve " + req.Name}
+	for n := 1; n <= 2; n++ {
+		tick()
+		h.logs.waitFor(t, n, pending...)
+	}
+
+	csr, err := h.client.GetCSR(t.Context(), req.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	approved := withCondition(csr, certificatesv1.CertificateApproved, "AutoApproved", "by test")
+	w.Modify(approved)
+	h.logs.waitFor(t, 1, "Certificate request approved", "AutoApproved")
+	tick()
+	h.logs.waitFor(t, 1, "waiting for the signer", testSigner)
+	if n := h.logs.count(pending...); n != 2 {
+		t.Errorf("%d pending-approval reminders, want 2", n)
+	}
+
+	w.Modify(h.ca.sign(t, csr))
+	if o := await(t, done); o.err != nil {
+		t.Fatal(o.err)
+	}
+	h.logs.waitFor(t, 1, "Certificate issued")
+}

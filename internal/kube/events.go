@@ -1,0 +1,138 @@
+package kube
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+)
+
+// Event types.
+const (
+	EventNormal  = "Normal"
+	EventWarning = "Warning"
+)
+
+// Component is the source of the agent's Events.
+const Component = "csr-agent"
+
+// maxEventMessage is what the API server accepts in an Event's message.
+const maxEventMessage = 1024
+
+// ObjectRef names the Pod that Events are about.
+type ObjectRef struct {
+	Namespace, Name, UID string
+}
+
+// event is the part of a core/v1 Event the agent sets, as JSON: the agent's
+// scheme holds only certificates/v1, and an Event is one small POST.
+type event struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name      string `json:"name"`
+		Namespace string `json:"namespace"`
+	} `json:"metadata"`
+	InvolvedObject struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+		Namespace  string `json:"namespace"`
+		Name       string `json:"name"`
+		UID        string `json:"uid,omitempty"`
+	} `json:"involvedObject"`
+	Reason         string `json:"reason"`
+	Message        string `json:"message"`
+	Type           string `json:"type"`
+	Source         source `json:"source"`
+	FirstTimestamp string `json:"firstTimestamp"`
+	LastTimestamp  string `json:"lastTimestamp"`
+	Count          int    `json:"count"`
+	ReportingComp  string `json:"reportingComponent"`
+	ReportingInst  string `json:"reportingInstance"`
+}
+
+type source struct {
+	Component string `json:"component"`
+}
+
+// CreateEvent posts an Event about pod.
+func (c *Client) CreateEvent(ctx context.Context, pod ObjectRef, eventType, reason, message string, now time.Time) error {
+	var ev event
+	ev.APIVersion, ev.Kind = "v1", "Event"
+	// The name client-go's recorder uses: unique per pod and instant.
+	ev.Metadata.Name = fmt.Sprintf("%s.%x", pod.Name, now.UnixNano())
+	ev.Metadata.Namespace = pod.Namespace
+	ev.InvolvedObject.APIVersion, ev.InvolvedObject.Kind = "v1", "Pod"
+	ev.InvolvedObject.Namespace, ev.InvolvedObject.Name, ev.InvolvedObject.UID = pod.Namespace, pod.Name, pod.UID
+	ev.Reason, ev.Type = reason, eventType
+	ev.Message = message
+	if len(ev.Message) > maxEventMessage {
+		ev.Message = ev.Message[:maxEventMessage-3] + "..."
+	}
+	ev.Source = source{Component: Component}
+	ev.FirstTimestamp = now.UTC().Format(time.RFC3339)
+	ev.LastTimestamp = ev.FirstTimestamp
+	ev.Count = 1
+	ev.ReportingComp, ev.ReportingInst = Component, pod.Name
+	body, err := json.Marshal(&ev)
+	if err != nil {
+		return fmt.Errorf("encoding event: %w", err)
+	}
+	return c.core.Post().Namespace(pod.Namespace).Resource("events").
+		SetHeader("Content-Type", "application/json").Body(body).Do(ctx).Error()
+}
+
+// Recorder posts Events about the agent's Pod, so that `kubectl describe
+// pod` shows what happened to its certificate. Events are best effort: a
+// failure is logged at debug level and forgotten, and if the agent may not
+// create Events it says so once and stops trying.
+type Recorder struct {
+	client *Client
+	pod    ObjectRef
+	clock  clock.PassiveClock
+
+	mu        sync.Mutex
+	forbidden bool
+}
+
+// NewRecorder returns a Recorder for pod; c defaults to the real clock.
+func NewRecorder(client *Client, pod ObjectRef, c clock.PassiveClock) *Recorder {
+	if c == nil {
+		c = clock.RealClock{}
+	}
+	return &Recorder{client: client, pod: pod, clock: c}
+}
+
+// Event posts one Event, waiting at most 5 seconds: a slow API server must
+// not hold up the renewal loop.
+func (r *Recorder) Event(ctx context.Context, eventType, reason, message string) {
+	r.mu.Lock()
+	forbidden := r.forbidden
+	r.mu.Unlock()
+	if forbidden || ctx.Err() != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	err := r.client.CreateEvent(ctx, r.pod, eventType, reason, message, r.clock.Now())
+	logger := klog.FromContext(ctx)
+	switch {
+	case err == nil:
+	case apierrors.IsForbidden(err):
+		r.mu.Lock()
+		first := !r.forbidden
+		r.forbidden = true
+		r.mu.Unlock()
+		if first {
+			logger.Info("Not allowed to create Events; the pod's events will not show the certificate's story (grant create on events in this namespace)",
+				"namespace", r.pod.Namespace)
+		}
+	default:
+		logger.V(1).Info("Posting an event failed", "reason", reason, "error", err.Error())
+	}
+}
