@@ -10,17 +10,12 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/go-logr/logr"
 	"k8s.io/klog/v2"
 
-	"github.com/csr-agent/csr-agent/internal/agent"
 	"github.com/csr-agent/csr-agent/internal/config"
 	"github.com/csr-agent/csr-agent/internal/issue"
-	"github.com/csr-agent/csr-agent/internal/kube"
-	"github.com/csr-agent/csr-agent/internal/status"
-	"github.com/csr-agent/csr-agent/internal/writer"
 )
 
 // Exit codes; see the package documentation.
@@ -81,85 +76,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		run = runSidecar
 	}
 	if err := run(ctx, cfg); err != nil {
-		logger.Error(err, "agent "+mode+" failed")
+		logger.Error(err, "Agent failed", "mode", mode)
 		fmt.Fprintf(stderr, "agent: %v\n", err)
 		return exitCode(err)
 	}
-	return exitOK
-}
-
-func runInit(ctx context.Context, cfg *config.Agent) error {
-	d, err := wire(cfg)
-	if err != nil {
-		return err
-	}
-	return d.agent.Init(ctx)
-}
-
-// deps are what both modes build from the configuration.
-type deps struct {
-	api    *kube.Client
-	writer *writer.Writer
-	events *kube.Recorder
-	agent  *agent.Agent
-}
-
-func wire(cfg *config.Agent) (*deps, error) {
-	password, err := cfg.ReadKeystorePassword()
-	if err != nil {
-		return nil, err
-	}
-	restCfg, err := kube.LoadConfig(cfg.Kubeconfig)
-	if err != nil {
-		return nil, err
-	}
-	api, err := kube.New(restCfg, "csr-agent/"+version)
-	if err != nil {
-		return nil, err
-	}
-	w, err := newWriter(cfg, password)
-	if err != nil {
-		return nil, err
-	}
-	keys := &issue.FileKeyStore{Path: pendingKeyPath(cfg.CertDir)}
-	issuer, err := issue.New(issue.Options{Client: api, Keys: keys})
-	if err != nil {
-		return nil, err
-	}
-	events := kube.NewRecorder(api, kube.ObjectRef{Namespace: cfg.PodNamespace, Name: cfg.PodName, UID: cfg.PodUID}, nil)
-	a, err := agent.New(agent.Options{Config: cfg, API: api, Writer: w, Issuer: issuer, Keys: keys, Events: events})
-	if err != nil {
-		return nil, err
-	}
-	return &deps{api: api, writer: w, events: events, agent: a}, nil
-}
-
-func newWriter(cfg *config.Agent, keystorePassword []byte) (*writer.Writer, error) {
-	return writer.New(writer.Options{
-		Dir: cfg.CertDir, KeyMode: cfg.KeyFileMode, CertMode: cfg.CertFileMode, KeystorePassword: keystorePassword,
-	})
-}
-
-// runProbe is `agent probe`, the exec startup probe of a native sidecar: it
-// passes once a valid, matching, unexpired pair is on disk. It reads files
-// only, so it works with HTTP_ADDR="" and costs the API server nothing.
-func runProbe(cfg *config.Agent, stdout, stderr io.Writer) int {
-	password, err := cfg.ReadKeystorePassword()
-	if err != nil {
-		fmt.Fprintf(stderr, "agent: invalid configuration:\n%v\n", indent(err))
-		return exitConfig
-	}
-	w, err := newWriter(cfg, password)
-	if err != nil {
-		fmt.Fprintf(stderr, "agent: %v\n", err)
-		return exitError
-	}
-	pub, err := status.Ready(w, time.Now())
-	if err != nil {
-		fmt.Fprintf(stdout, "not ready: %v\n", err)
-		return exitError
-	}
-	fmt.Fprintf(stdout, "ready: certificate valid until %s\n", pub.Leaf.NotAfter.UTC().Format(time.RFC3339))
 	return exitOK
 }
 
@@ -206,7 +126,8 @@ Modes:
 
 Exit codes: 0 success, 1 error, 2 invalid configuration, 3 request denied,
 4 request failed, 5 timed out waiting (ISSUE_TIMEOUT), 6 request deleted
-while waiting.
+while waiting. The sidecar exits so only while getting its first certificate,
+and 0 on SIGTERM. probe: 0 ready, 1 not ready.
 
 Configuration (environment variables):
 `)

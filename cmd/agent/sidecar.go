@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -48,7 +49,7 @@ func runSidecar(ctx context.Context, cfg *config.Agent) error {
 	g, gctx := errgroup.WithContext(ctx)
 	if ln != nil {
 		ctx := klog.NewContext(gctx, klog.FromContext(gctx).WithName("http"))
-		g.Go(func() error { return status.Serve(ctx, ln, status.Handler(health, d.writer, metrics, clk)) })
+		g.Go(func() error { return status.Serve(ctx, ln, status.Endpoints(health, d.writer, metrics, clk)) })
 	}
 	g.Go(func() error {
 		end := health.Begin("obtaining the first certificate", cfg.IssueTimeout+time.Minute)
@@ -84,6 +85,7 @@ func runSidecar(ctx context.Context, cfg *config.Agent) error {
 		if started.Replaced {
 			obs.notify(gctx)
 		}
+		releaseMemory()
 		loop, err := renew.New(renew.Options{
 			Renewer: d.agent, Files: d.writer, Current: started.Published, RenewNow: started.RenewNow,
 			Policy: renew.Policy{Before: cfg.RenewBefore}, RenewLimit: cfg.IssueTimeout + time.Minute,
@@ -128,7 +130,14 @@ func (o *observer) Published(ctx context.Context, pub *writer.Published, why ren
 		klog.FromContext(ctx).Info("Republished", "reason", string(why), "notAfter", pub.Leaf.NotAfter)
 	}
 	o.notify(ctx)
+	releaseMemory()
 }
+
+// releaseMemory returns the heap freed after an issuance or a publish (key
+// generation, decoding, TLS handshakes) to the kernel now. The runtime's
+// scavenger would return it only gradually, and the agent, in every pod,
+// then sleeps for hours: its resident memory is what it holds while idle.
+func releaseMemory() { debug.FreeOSMemory() }
 
 // notify runs the notification hooks; a failure is reported, and the agent
 // carries on: the files are in place either way.

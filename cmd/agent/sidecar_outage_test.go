@@ -39,7 +39,9 @@ func TestSidecarKeepsThePairWhileTheAPIServerIsAwayAndRenewsWhenBack(t *testing.
 		t.Fatal(err)
 	}
 
+	stopping := time.Now()
 	env.StopAPIServer(t)
+	t.Logf("kube-apiserver stopped in %v", time.Since(stopping))
 	waitForLogCount(t, run, `msg="Certificate renewal failed; keeping the current certificate"`, 2, time.Minute)
 	if now, err := loadPublished(t, dir, nil); err != nil || now.Generation != before.Generation {
 		t.Fatalf("the pair changed while the API server was away: %v", err)
@@ -120,9 +122,10 @@ func TestSidecarGatesTheAppUntilTheFirstPairAndSurvivesADenial(t *testing.T) {
 	var verdict atomicVerdict
 	verdict.set(testenv.Ignore)
 	signer := env.StartSigner(t, testenv.SignerOptions{
-		SignerName: "csr-agent.io/gate", Lifetime: 30 * time.Second, PublishTrustBundle: true,
+		SignerName: "csr-agent.io/gate", Lifetime: 30 * time.Second,
 		Decide: func(*certificatesv1.CertificateSigningRequest) testenv.Verdict { return verdict.get() },
 	})
+	bundle := publishTrustBundle(t, env, "csr-agent.io/gate", signer.CAPEM)
 	pod := env.NewPod(t, testenv.PodOptions{})
 	grantAgentRBAC(t, env, pod)
 	grantEventsRBAC(t, env, pod)
@@ -165,13 +168,8 @@ func TestSidecarGatesTheAppUntilTheFirstPairAndSurvivesADenial(t *testing.T) {
 	// Rotate the trust bundle: a second CA joins the first.
 	other := env.StartSigner(t, testenv.SignerOptions{SignerName: "csr-agent.io/gate-next"})
 	rotated := string(signer.CAPEM) + string(other.CAPEM)
-	bundles, err := env.Client.CertificatesV1().ClusterTrustBundles().List(t.Context(), metav1.ListOptions{FieldSelector: "spec.signerName=csr-agent.io/gate"})
-	if err != nil || len(bundles.Items) != 1 {
-		t.Fatalf("trust bundles of the signer: %v", err)
-	}
-	b := bundles.Items[0]
-	b.Spec.TrustBundle = rotated
-	if _, err := env.Client.CertificatesV1().ClusterTrustBundles().Update(t.Context(), &b, metav1.UpdateOptions{}); err != nil {
+	bundle.Spec.TrustBundle = rotated
+	if _, err := env.Client.CertificatesV1().ClusterTrustBundles().Update(t.Context(), bundle, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	err = wait.PollUntilContextTimeout(t.Context(), 20*time.Millisecond, 15*time.Second, true, func(context.Context) (bool, error) {
@@ -181,6 +179,8 @@ func TestSidecarGatesTheAppUntilTheFirstPairAndSurvivesADenial(t *testing.T) {
 	if err != nil {
 		t.Error("ca.crt does not follow the ClusterTrustBundle")
 	}
+	// Through the watch, not the next renewal's read of the bundle.
+	waitForLog(t, run, "CA bundle changed; ca.crt rewritten")
 
 	_, metrics := httpGet(t, base+"/metrics")
 	for _, want := range []string{`csr_agent_renewals_total{result="denied"} `, `csr_agent_renewals_total{result="success"} `} {
@@ -195,7 +195,6 @@ func TestSidecarGatesTheAppUntilTheFirstPairAndSurvivesADenial(t *testing.T) {
 }
 
 type atomicVerdict struct{ v atomic.Int32 }
-
 
 func (a *atomicVerdict) set(v testenv.Verdict) { a.v.Store(int32(v)) }
 func (a *atomicVerdict) get() testenv.Verdict  { return testenv.Verdict(a.v.Load()) }
@@ -219,5 +218,46 @@ func approve(t *testing.T, env *testenv.Env, csr *certificatesv1.CertificateSign
 	})
 	if _, err := env.Client.CertificatesV1().CertificateSigningRequests().UpdateApproval(t.Context(), csr.Name, csr, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// publishTrustBundle publishes caPEM as the signer's ClusterTrustBundle, as
+// the project's controller does.
+func publishTrustBundle(t *testing.T, env *testenv.Env, signerName string, caPEM []byte) *certificatesv1.ClusterTrustBundle {
+	t.Helper()
+	ctb := &certificatesv1.ClusterTrustBundle{
+		ObjectMeta: metav1.ObjectMeta{Name: strings.ReplaceAll(signerName, "/", ":") + ":ca"},
+		Spec:       certificatesv1.ClusterTrustBundleSpec{SignerName: signerName, TrustBundle: string(caPEM)},
+	}
+	ctb, err := env.Client.CertificatesV1().ClusterTrustBundles().Create(t.Context(), ctb, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("publishing the trust bundle: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = env.Client.CertificatesV1().ClusterTrustBundles().Delete(context.Background(), ctb.Name, metav1.DeleteOptions{})
+	})
+	return ctb
+}
+
+// NEW_KEY_ON_RENEWAL=false with DELETE_CSR=false: every renewal is a new
+// certificate for the same key, even though the CSR of the previous one,
+// made for that very key, is kept under the same name.
+func TestSidecarCanKeepItsKeyAcrossRenewals(t *testing.T) {
+	env := testenv.Shared(t)
+	env.StartSigner(t, testenv.SignerOptions{SignerName: "csr-agent.io/same-key", Lifetime: 30 * time.Second})
+	pod := env.NewPod(t, testenv.PodOptions{})
+	grantAgentRBAC(t, env, pod)
+	dir := t.TempDir()
+	reader := startPairReader(t, dir)
+	run := startMode(t, "sidecar", pod, dir, "SIGNER_NAME=csr-agent.io/same-key", "DNS_NAMES=same.example.com",
+		"RENEW_BEFORE=27s", "NEW_KEY_ON_RENEWAL=false", "DELETE_CSR=false", "HTTP_ADDR=")
+	waitForLogCount(t, run, `msg="Certificate published"`, 3, time.Minute)
+	if code, _ := run.terminate(t); code != 0 {
+		t.Errorf("SIGTERM: exit %d", code)
+	}
+	reader.halt()
+	failures, certs, keys := reader.result()
+	if len(failures) > 0 || certs < 3 || keys != 1 {
+		t.Errorf("readers saw %d certificates with %d keys (%d failures); want at least 3 with one key", certs, keys, len(failures))
 	}
 }

@@ -108,12 +108,16 @@ func runController(ctx context.Context, cfg *config.Controller) error {
 		Client:          client,
 		Policy:          policy,
 		Issuer:          issuer,
-		CASecret:        types.NamespacedName{Namespace: cfg.CASecretNamespace, Name: cfg.CASecretName},
 		CreateCA:        cfg.CreateCA,
 		TrustBundleName: cfg.TrustBundleName,
 		Workers:         cfg.Workers,
 		MetricsAddr:     cfg.MetricsAddr,
 		HealthAddr:      cfg.HealthAddr,
+	}
+	if cfg.CADir != "" {
+		opts.CADir = cfg.CADir
+	} else {
+		opts.CASecret = types.NamespacedName{Namespace: cfg.CASecretNamespace, Name: cfg.CASecretName}
 	}
 	if cfg.LeaderElect {
 		identity := cfg.PodName
@@ -155,7 +159,6 @@ and publishes its CA as a ClusterTrustBundle, until SIGTERM.
 Exit codes: 0 stopped by a signal, 1 error or leader election lost,
 2 invalid configuration.
 
-Configuration (environment variables):
 `)
 	config.ControllerUsage(w)
 }

@@ -18,6 +18,7 @@ type Controller struct {
 	CASecretNamespace  string        // CA_SECRET_NAMESPACE
 	CASecretName       string        // CA_SECRET_NAME
 	CreateCA           bool          // CREATE_CA
+	CADir              string        // CA_DIR
 	TrustBundleName    string        // TRUST_BUNDLE_NAME
 	LeaderElect        bool          // LEADER_ELECT
 	LeaseNamespace     string        // LEASE_NAMESPACE

@@ -15,6 +15,7 @@ type controllerSpec struct {
 	CASecretNamespace  envVar[string]        `envconfig:"CA_SECRET_NAMESPACE" default:"csr-agent-system" form:"DNS-1123 label" desc:"Namespace of the CA Secret."`
 	CASecretName       envVar[string]        `envconfig:"CA_SECRET_NAME" default:"csr-agent-ca" form:"DNS-1123 subdomain" desc:"kubernetes.io/tls Secret holding the CA: tls.crt (signing certificate, then intermediates), tls.key, optional ca.crt (trust anchors). Reloaded when it changes."`
 	CreateCA           envVar[bool]          `envconfig:"CREATE_CA" default:"false" form:"true or false" desc:"Create a self-signed CA (ECDSA P-256, 10 years) in the CA Secret when the Secret does not exist; for demos and first installs."`
+	CADir              envVar[string]        `envconfig:"CA_DIR" empty:"unset" form:"absolute path; not with CREATE_CA=true" desc:"Directory holding the CA as files tls.crt, tls.key and optional ca.crt (e.g. a mounted Secret or a CSI volume), re-read every 10 s. Set: used instead of the CA Secret, and the controller needs no access to Secrets."`
 	TrustBundleName    envVar[string]        `envconfig:"TRUST_BUNDLE_NAME" empty:"unset" form:"<signer name with / as :>:<DNS-1123 subdomain>" desc:"ClusterTrustBundle the CA certificates are published in, linked to SIGNER_NAME. Unset: <signer name with / as :>:ca, e.g. csr-agent.io:pod:ca."`
 	LeaderElect        envVar[bool]          `envconfig:"LEADER_ELECT" default:"true" form:"true or false" desc:"Elect a leader with a Lease, so that replicas stand by and only one approves and signs."`
 	LeaseNamespace     envVar[string]        `envconfig:"LEASE_NAMESPACE" default:"csr-agent-system" form:"DNS-1123 label" desc:"Namespace of the leader-election Lease."`
@@ -47,6 +48,7 @@ func (s *controllerSpec) controller() *Controller {
 		CASecretNamespace:  s.CASecretNamespace.val,
 		CASecretName:       s.CASecretName.val,
 		CreateCA:           s.CreateCA.val,
+		CADir:              s.CADir.val,
 		TrustBundleName:    s.TrustBundleName.val,
 		LeaderElect:        s.LeaderElect.val,
 		LeaseNamespace:     s.LeaseNamespace.val,

@@ -58,7 +58,7 @@ func TestControllerReadsEveryVariable(t *testing.T) {
 	env := map[string]string{
 		"SIGNER_NAME": "example.com/pods", "CLUSTER_DOMAIN": "example.local", "MAX_EXPIRATION": "1h",
 		"SPIFFE_TRUST_DOMAIN": "example.org", "CA_SECRET_NAMESPACE": "pki", "CA_SECRET_NAME": "pod-ca",
-		"CREATE_CA": "true", "TRUST_BUNDLE_NAME": "example.com:pods:root", "LEADER_ELECT": "true",
+		"CREATE_CA": "false", "CA_DIR": "/etc/ca", "TRUST_BUNDLE_NAME": "example.com:pods:root", "LEADER_ELECT": "true",
 		"LEASE_NAMESPACE": "ops", "LEASE_NAME": "signer", "POD_NAME": "controller-0", "LEASE_DURATION": "30s",
 		"LEASE_RENEW_DEADLINE": "20s", "LEASE_RETRY_PERIOD": "5s", "WORKERS": "4", "KUBE_API_QPS": "50.5",
 		"KUBE_API_BURST": "100", "METRICS_ADDR": "127.0.0.1:9090", "HEALTH_ADDR": "[::1]:9091",
@@ -75,7 +75,7 @@ func TestControllerReadsEveryVariable(t *testing.T) {
 	}
 	want := Controller{
 		SignerName: "example.com/pods", ClusterDomain: "example.local", MaxExpiration: time.Hour,
-		SPIFFETrustDomain: "example.org", CASecretNamespace: "pki", CASecretName: "pod-ca", CreateCA: true,
+		SPIFFETrustDomain: "example.org", CASecretNamespace: "pki", CASecretName: "pod-ca", CADir: "/etc/ca",
 		TrustBundleName: "example.com:pods:root", LeaderElect: true, LeaseNamespace: "ops", LeaseName: "signer",
 		PodName: "controller-0", LeaseDuration: 30 * time.Second, LeaseRenewDeadline: 20 * time.Second,
 		LeaseRetryPeriod: 5 * time.Second, Workers: 4, KubeAPIQPS: 50.5, KubeAPIBurst: 100,
@@ -143,6 +143,8 @@ func TestControllerRejectsBadValues(t *testing.T) {
 		{map[string]string{"CA_SECRET_NAMESPACE": "Kube_System"}, "CA_SECRET_NAMESPACE", "invalid"},
 		{map[string]string{"CA_SECRET_NAME": "ca/secret"}, "CA_SECRET_NAME", "invalid"},
 		{map[string]string{"CREATE_CA": "yes please"}, "CREATE_CA", "not a boolean"},
+		{map[string]string{"CA_DIR": "ca"}, "CA_DIR", "not an absolute path"},
+		{map[string]string{"CA_DIR": "/ca", "CREATE_CA": "true"}, "CA_DIR", "cannot both be set"},
 		{map[string]string{"TRUST_BUNDLE_NAME": "my-bundle"}, "TRUST_BUNDLE_NAME", `must start with "csr-agent.io:pod:"`},
 		{map[string]string{"TRUST_BUNDLE_NAME": "csr-agent.io:pod:"}, "TRUST_BUNDLE_NAME", "invalid"},
 		{map[string]string{"LEASE_NAME": "UPPER"}, "LEASE_NAME", "invalid"},
@@ -216,4 +218,13 @@ func TestControllerUnknownFlagsLikelyTypos(t *testing.T) {
 // table rendered from the tags, between its own markers.
 func TestREADMEListsEveryControllerVariable(t *testing.T) {
 	checkREADME(t, controllerReadmeBegin, controllerReadmeEnd, ControllerMarkdownTable())
+}
+
+// TestControllerReadsCreateCA: CREATE_CA=true conflicts with the CA_DIR of
+// TestControllerReadsEveryVariable, so it is read here.
+func TestControllerReadsCreateCA(t *testing.T) {
+	c, err := controllerFromEnv(t, map[string]string{"CREATE_CA": "true"})
+	if err != nil || !c.CreateCA {
+		t.Errorf("CREATE_CA=true: %+v, %v", c, err)
+	}
 }

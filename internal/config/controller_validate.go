@@ -3,6 +3,7 @@ package config
 import (
 	"math"
 	"net"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -32,6 +33,12 @@ func validateController(cfg *Controller, failed map[string]bool) []*Problem {
 	}
 	c.names("CA_SECRET_NAMESPACE", cfg.CASecretNamespace, validation.IsDNS1123Label(cfg.CASecretNamespace))
 	c.names("CA_SECRET_NAME", cfg.CASecretName, validation.IsDNS1123Subdomain(cfg.CASecretName))
+	if cfg.CADir != "" && !filepath.IsAbs(cfg.CADir) {
+		c.add("CA_DIR", "%q is not an absolute path", cfg.CADir)
+	}
+	if cfg.CADir != "" && cfg.CreateCA && !c.anyFailed("CREATE_CA", "CA_DIR") {
+		c.add("CA_DIR", "is set with CREATE_CA=true; CA_DIR and CREATE_CA=true cannot both be set (a CA is created only in the Secret)")
+	}
 	c.trustBundleName(cfg)
 	if cfg.LeaderElect {
 		c.names("LEASE_NAMESPACE", cfg.LeaseNamespace, validation.IsDNS1123Label(cfg.LeaseNamespace))

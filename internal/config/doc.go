@@ -60,8 +60,9 @@
 //     lifetime), SPIFFE_TRUST_DOMAIN (unset: no URI SAN is allowed).
 //   - CA and trust: CA_SECRET_NAMESPACE and CA_SECRET_NAME (a
 //     kubernetes.io/tls Secret), CREATE_CA (create a self-signed CA there if
-//     the Secret is missing), TRUST_BUNDLE_NAME (the ClusterTrustBundle;
-//     unset: <signer with / as :>:ca).
+//     the Secret is missing), or CA_DIR (the same files in a directory,
+//     instead of the Secret; not with CREATE_CA=true), TRUST_BUNDLE_NAME (the
+//     ClusterTrustBundle; unset: <signer with / as :>:ca).
 //   - Availability: LEADER_ELECT, LEASE_NAMESPACE, LEASE_NAME, POD_NAME (the
 //     replica's identity; unset: the host name), LEASE_DURATION,
 //     LEASE_RENEW_DEADLINE, LEASE_RETRY_PERIOD (client-go's usual 15s, 10s,

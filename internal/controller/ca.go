@@ -42,12 +42,16 @@ func (s *caSyncer) init() {
 	)
 }
 
-// runCALoop syncs the CA whenever its Secret changes, until ctx is done.
+// runCALoop syncs the CA whenever its Secret (or directory) changes, until
+// ctx is done.
 func (c *Controller) runCALoop(ctx context.Context) {
 	logger := klog.FromContext(ctx)
 	stop := context.AfterFunc(ctx, c.caSync.queue.ShutDown)
 	defer stop()
 	c.caSync.queue.Add(caKey)
+	if c.opts.CADir != "" {
+		go c.pollCADir(ctx)
+	}
 	for {
 		key, shutdown := c.caSync.queue.Get()
 		if shutdown {
@@ -56,7 +60,7 @@ func (c *Controller) runCALoop(ctx context.Context) {
 		if err := c.syncCA(ctx); err == nil {
 			c.caSync.queue.Forget(key)
 		} else if ctx.Err() == nil {
-			logger.Error(err, "Loading the CA failed, retrying", "secret", c.opts.CASecret)
+			logger.Error(err, "Loading the CA failed, retrying", "source", c.caSourceName())
 			c.caSync.queue.AddRateLimited(key)
 		}
 		c.caSync.queue.Done(key)
@@ -71,7 +75,7 @@ func (s *caSyncer) lead(ctx context.Context, c *Controller) bool {
 	err := wait.ExponentialBackoffWithContext(ctx, backoff, func(ctx context.Context) (bool, error) {
 		if err := c.syncCA(ctx); err != nil {
 			if ctx.Err() == nil {
-				klog.FromContext(ctx).Error(err, "Cannot sign until the CA is loaded, retrying", "secret", c.opts.CASecret)
+				klog.FromContext(ctx).Error(err, "Cannot sign until the CA is loaded, retrying", "source", c.caSourceName())
 			}
 			return false, nil
 		}
@@ -87,25 +91,9 @@ func (c *Controller) syncCA(ctx context.Context) error {
 	c.caSync.mu.Lock()
 	defer c.caSync.mu.Unlock()
 	leading := c.caSync.leading.Load()
-	ref := c.opts.CASecret
-	secret, err := c.informer.secretLister.Get(ref.Name)
-	var ca *sign.CA
-	switch {
-	case apierrors.IsNotFound(err) && leading && c.opts.CreateCA:
-		if ca, err = c.createCA(ctx); err != nil {
-			return err
-		}
-	case apierrors.IsNotFound(err) && c.opts.CreateCA:
-		// The leader creates it; its creation comes through the informer.
-		return nil
-	case apierrors.IsNotFound(err):
-		return fmt.Errorf("%w: Secret %s not found; create it, or let the controller create a self-signed CA with CREATE_CA=true", errNoCA, ref)
-	case err != nil:
-		return fmt.Errorf("reading Secret %s: %w", ref, err)
-	default:
-		if ca, err = sign.ParseCA(sign.PEMsFromSecretData(secret.Data), c.now()); err != nil {
-			return fmt.Errorf("loading CA from Secret %s: %w", ref, err)
-		}
+	ca, err := c.readCA(ctx, leading)
+	if err != nil || ca == nil {
+		return err
 	}
 	if leading {
 		if err := c.publishTrustBundle(ctx, ca); err != nil {
@@ -114,12 +102,54 @@ func (c *Controller) syncCA(ctx context.Context) error {
 	}
 	if cur := c.ca.Current(); cur == nil || !cur.Certificate().Equal(ca.Certificate()) {
 		cert := ca.Certificate()
-		klog.FromContext(ctx).Info("Signing with CA", "secret", ref, "subject", cert.Subject.String(),
+		klog.FromContext(ctx).Info("Signing with CA", "source", c.caSourceName(), "subject", cert.Subject.String(),
 			"serial", cert.SerialNumber.Text(16), "notAfter", cert.NotAfter)
 	}
 	c.ca.Set(ca)
 	c.metrics.caNotAfter.Set(float64(ca.Certificate().NotAfter.Unix()))
 	return nil
+}
+
+// readCA reads and validates the CA from its source. It returns nil and no
+// error when there is nothing to load yet but nothing is wrong either: the
+// leader is about to create the Secret.
+func (c *Controller) readCA(ctx context.Context, leading bool) (*sign.CA, error) {
+	if c.opts.CADir != "" {
+		pems, err := readCADir(c.opts.CADir)
+		if err != nil {
+			return nil, err
+		}
+		return parseCA(pems, c.caSourceName(), c.now())
+	}
+	ref := c.opts.CASecret
+	secret, err := c.informer.secretLister.Get(ref.Name)
+	switch {
+	case apierrors.IsNotFound(err) && leading && c.opts.CreateCA:
+		return c.createCA(ctx)
+	case apierrors.IsNotFound(err) && c.opts.CreateCA:
+		return nil, nil // the leader creates it; the informer brings it
+	case apierrors.IsNotFound(err):
+		return nil, fmt.Errorf("%w: Secret %s not found; create it, or let the controller create a self-signed CA with CREATE_CA=true", errNoCA, ref)
+	case err != nil:
+		return nil, fmt.Errorf("reading Secret %s: %w", ref, err)
+	}
+	return parseCA(sign.PEMsFromSecretData(secret.Data), c.caSourceName(), c.now())
+}
+
+func parseCA(pems sign.PEMs, source string, now time.Time) (*sign.CA, error) {
+	ca, err := sign.ParseCA(pems, now)
+	if err != nil {
+		return nil, fmt.Errorf("loading CA from %s: %w", source, err)
+	}
+	return ca, nil
+}
+
+// caSourceName names where the CA comes from, for logs and errors.
+func (c *Controller) caSourceName() string {
+	if c.opts.CADir != "" {
+		return "directory " + c.opts.CADir
+	}
+	return "Secret " + c.opts.CASecret.String()
 }
 
 // createCA stores a new self-signed CA in the CA Secret. When two replicas

@@ -16,7 +16,12 @@
 //     or Service never becomes a denial. An approval is written with
 //     UpdateApproval and the certificate is signed in the same pass. Any
 //     error (API, conflict, no CA yet) is retried with backoff; only a
-//     policy decision denies or fails a CSR.
+//     policy decision denies or fails a CSR. Approvals are decided from the
+//     caches, which trail the API by the watch latency (milliseconds): a
+//     pod deleted within that window of its CSR may still be approved,
+//     which is no worse than the pod's own token, valid when the CSR was
+//     created, and its key, which the pod held. A live read before every
+//     approval would cost a third API call per certificate in a burst.
 //   - ca.go, trustbundle.go: the CA is read from a kubernetes.io/tls Secret,
 //     optionally created there, and swapped in whole when the Secret
 //     changes. The leader publishes the trust bundle before it signs with a
@@ -72,6 +77,11 @@ import (
 // time is mostly two API round trips, not CPU, so it exceeds the core count.
 const DefaultWorkers = 16
 
+// DefaultCAPollInterval is how often a CA directory is re-read. A mounted
+// Secret changes about a minute after the Secret (the kubelet's sync
+// period), so polling adds little to that delay.
+const DefaultCAPollInterval = 10 * time.Second
+
 // ErrLeadershipLost is returned by Run when this replica stopped leading
 // without being asked to: the process should exit and restart as a standby,
 // as kube-controller-manager does.
@@ -85,10 +95,17 @@ type Options struct {
 	Policy *approve.Policy
 	// Issuer builds and signs certificates.
 	Issuer *sign.Issuer
-	// CASecret is the kubernetes.io/tls Secret holding the CA.
+	// CASecret is the kubernetes.io/tls Secret holding the CA. Set it or
+	// CADir.
 	CASecret types.NamespacedName
 	// CreateCA creates a self-signed CA in CASecret when it does not exist.
 	CreateCA bool
+	// CADir is a directory holding the CA as files named like the Secret's
+	// keys (tls.crt, tls.key, optional ca.crt), such as a mounted Secret.
+	CADir string
+	// CAPollInterval is how often CADir is read for changes; default
+	// DefaultCAPollInterval.
+	CAPollInterval time.Duration
 	// TrustBundleName is the ClusterTrustBundle the CA is published in.
 	TrustBundleName string
 	// LeaderElection, when set, makes only the Lease holder write.
@@ -108,6 +125,9 @@ func (o *Options) defaults() {
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
 	}
+	if o.CAPollInterval == 0 {
+		o.CAPollInterval = DefaultCAPollInterval
+	}
 }
 
 func (o *Options) validate() error {
@@ -121,8 +141,18 @@ func (o *Options) validate() error {
 	if o.Issuer == nil {
 		errs = append(errs, errors.New("Options.Issuer must be set"))
 	}
-	if o.CASecret.Namespace == "" || o.CASecret.Name == "" {
+	switch secret := o.CASecret != (types.NamespacedName{}); {
+	case secret && o.CADir != "":
+		errs = append(errs, errors.New("Options.CASecret and Options.CADir cannot both be set"))
+	case secret && (o.CASecret.Namespace == "" || o.CASecret.Name == ""):
 		errs = append(errs, errors.New("Options.CASecret needs a namespace and a name"))
+	case !secret && o.CADir == "":
+		errs = append(errs, errors.New("Options.CASecret or Options.CADir must be set"))
+	case o.CreateCA && o.CADir != "":
+		errs = append(errs, errors.New("Options.CreateCA needs Options.CASecret"))
+	}
+	if o.CAPollInterval < 0 {
+		errs = append(errs, fmt.Errorf("Options.CAPollInterval %s: want above 0", o.CAPollInterval))
 	}
 	if o.TrustBundleName == "" {
 		errs = append(errs, errors.New("Options.TrustBundleName must be set"))
@@ -193,9 +223,12 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	defer c.events.Shutdown()
 
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	g, gctx := errgroup.WithContext(ctx)
 	if err := c.serve(gctx, g); err != nil {
-		return err
+		cancel() // stop an endpoint that did start
+		return errors.Join(err, g.Wait())
 	}
 	var informersDone sync.WaitGroup
 	informersDone.Go(func() { c.informer.run(gctx) })

@@ -46,22 +46,25 @@ func newInformers(client kubernetes.Interface, policy *approve.Policy, caSecret 
 		}),
 		informers.WithTransform(slimCSR(policy)))
 	podFactory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(slimPodOrService))
-	secretFactory := informers.NewSharedInformerFactoryWithOptions(client, caResync,
-		informers.WithNamespace(caSecret.Namespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", caSecret.Name).String()
-		}))
 	in := &caches{
-		factories: []informers.SharedInformerFactory{csrFactory, podFactory, secretFactory},
+		factories: []informers.SharedInformerFactory{csrFactory, podFactory},
 		csrs:      csrFactory.Certificates().V1().CertificateSigningRequests().Informer(),
 		pods:      podFactory.Core().V1().Pods().Informer(),
 		services:  podFactory.Core().V1().Services().Informer(),
-		secrets:   secretFactory.Core().V1().Secrets().Informer(),
 	}
 	in.csrLister = csrFactory.Certificates().V1().CertificateSigningRequests().Lister()
 	in.podLister = podFactory.Core().V1().Pods().Lister()
 	in.svcLister = podFactory.Core().V1().Services().Lister()
-	in.secretLister = secretFactory.Core().V1().Secrets().Lister().Secrets(caSecret.Namespace)
+	if caSecret.Name != "" {
+		secretFactory := informers.NewSharedInformerFactoryWithOptions(client, caResync,
+			informers.WithNamespace(caSecret.Namespace),
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+				o.FieldSelector = fields.OneTermEqualSelector("metadata.name", caSecret.Name).String()
+			}))
+		in.factories = append(in.factories, secretFactory)
+		in.secrets = secretFactory.Core().V1().Secrets().Informer()
+		in.secretLister = secretFactory.Core().V1().Secrets().Lister().Secrets(caSecret.Namespace)
+	}
 	return in
 }
 
@@ -73,6 +76,9 @@ func (in *caches) addHandlers(c *Controller) error {
 	})
 	if err != nil {
 		return fmt.Errorf("watching CSRs: %w", err)
+	}
+	if in.secrets == nil {
+		return nil // the CA comes from files
 	}
 	enqueueCA := func(any) { c.caSync.queue.Add(caKey) }
 	_, err = in.secrets.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -98,8 +104,11 @@ func (in *caches) run(ctx context.Context) {
 }
 
 func (in *caches) waitForSync(ctx context.Context) bool {
-	return cache.WaitForNamedCacheSyncWithContext(ctx,
-		in.csrs.HasSynced, in.pods.HasSynced, in.services.HasSynced, in.secrets.HasSynced)
+	synced := []cache.InformerSynced{in.csrs.HasSynced, in.pods.HasSynced, in.services.HasSynced}
+	if in.secrets != nil {
+		synced = append(synced, in.secrets.HasSynced)
+	}
+	return cache.WaitForNamedCacheSyncWithContext(ctx, synced...)
 }
 
 // slimPodOrService keeps only what the policy reads of a Pod or Service

@@ -19,32 +19,47 @@ import (
 	"github.com/csr-agent/csr-agent/internal/testenv"
 )
 
-// TestDeniesRequestsWhosePodIsGoneOrReplaced: the CSRs are created while
-// their pods live, and the controller starts only after one pod was deleted
-// and another deleted and re-created under the same name.
-func TestDeniesRequestsWhosePodIsGoneOrReplaced(t *testing.T) {
+// TestDeniesRequestsWhosePodIsGoneReplacedOrEnding: the CSRs are created
+// while their pods live and run; then, before the controller starts, one
+// pod is deleted, one deleted and re-created under the same name, one
+// starts terminating and one finishes. (Starting the controller afterwards
+// makes its caches show the pods' last state: a running controller decides
+// from caches a few milliseconds behind the API.)
+func TestDeniesRequestsWhosePodIsGoneReplacedOrEnding(t *testing.T) {
 	s := newSetup(t)
 	ns := s.env.NewNamespace(t)
 	createService(t, s.env, ns, service{name: "web"}, web)
-	deleted := s.env.NewPod(t, testenv.PodOptions{Namespace: ns, Name: "deleted", Labels: web})
-	replaced := s.env.NewPod(t, testenv.PodOptions{Namespace: ns, Name: "replaced", Labels: web})
 	req := dns("web." + ns + ".svc")
-	deletedCSR := mustCreateCSR(t, must(kubernetes.NewForConfig(deleted.Config)), s.signer, req)
-	replacedCSR := mustCreateCSR(t, must(kubernetes.NewForConfig(replaced.Config)), s.signer, req)
-	deletePod(t, s.env, deleted)
-	deletePod(t, s.env, replaced)
+	pods := map[string]*testenv.Pod{}
+	csrs := map[string]string{} // pod name → CSR name
+	for _, name := range []string{"deleted", "replaced", "terminating", "finished"} {
+		pods[name] = s.env.NewPod(t, testenv.PodOptions{Namespace: ns, Name: name, Labels: web})
+		csrs[name] = mustCreateCSR(t, must(kubernetes.NewForConfig(pods[name].Config)), s.signer, req).Name
+	}
+	deletePod(t, s.env, pods["deleted"])
+	deletePod(t, s.env, pods["replaced"])
 	again := s.env.NewPod(t, testenv.PodOptions{Namespace: ns, Name: "replaced", Labels: web})
-	if again.UID == replaced.UID {
+	if again.UID == pods["replaced"].UID {
 		t.Fatal("re-created pod kept its UID")
 	}
+	// Without a kubelet a gracefully deleted pod stays terminating.
+	grace := metav1.DeleteOptions{GracePeriodSeconds: ptr.To(int64(300))}
+	if err := s.env.Client.CoreV1().Pods(ns).Delete(t.Context(), "terminating", grace); err != nil {
+		t.Fatal(err)
+	}
+	setPhase(t, s.env, pods["finished"], corev1.PodSucceeded)
 
 	s.start(t, startOptions{createCA: true})
-	for csr, want := range map[string]string{deletedCSR.Name: approve.ReasonPodNotFound, replacedCSR.Name: approve.ReasonPodUIDMismatch} {
-		if got, _ := outcome(waitFinished(t, s.env.Client, csr)); got != "Denied:"+want {
-			t.Errorf("CSR %s: %s, want Denied:%s", csr, got, want)
+	for pod, want := range map[string]string{
+		"deleted": approve.ReasonPodNotFound, "replaced": approve.ReasonPodUIDMismatch,
+		"terminating": approve.ReasonPodTerminating, "finished": approve.ReasonPodFinished,
+	} {
+		if got, _ := outcome(waitFinished(t, s.env.Client, csrs[pod])); got != "Denied:"+want {
+			t.Errorf("CSR of pod %s: %s, want Denied:%s", pod, got, want)
 		}
 	}
 	waitForEvent(t, s.env, again, approve.ReasonPodUIDMismatch)
+	waitForEvent(t, s.env, pods["terminating"], approve.ReasonPodTerminating)
 }
 
 // TestSignsWhatAPersonApprovedWithinTheTemplateRules: approval by a person

@@ -199,18 +199,6 @@ func TestDeniesWhatThePodCannotClaim(t *testing.T) {
 		deny("organization in the subject", approve.ReasonSubjectNotAllowed, func(w *world) request {
 			return request{tmpl: &x509.CertificateRequest{Subject: pkix.Name{Organization: []string{"system:masters"}}, DNSNames: []string{w.svc("web")}}}
 		}),
-		{name: "pod finished", pod: testenv.PodOptions{Labels: web}, services: []service{{name: "web"}}, want: approve.ReasonPodFinished,
-			setup: func(t *testing.T, s *setup, w *world) { setPhase(t, s.env, w.pod, corev1.PodSucceeded) },
-			req:   func(w *world) request { return dns(w.svc("web")) }},
-		{name: "pod terminating", pod: testenv.PodOptions{Labels: web}, services: []service{{name: "web"}}, want: approve.ReasonPodTerminating,
-			setup: func(t *testing.T, s *setup, w *world) {
-				// Without a kubelet the pod stays terminating; its token stays
-				// valid until the grace period ends.
-				if err := s.env.Client.CoreV1().Pods(w.pod.Namespace).Delete(t.Context(), w.pod.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To(int64(300))}); err != nil {
-					t.Fatal(err)
-				}
-			},
-			req: func(w *world) request { return dns(w.svc("web")) }},
 	}
 	runPodCases(t, s, cases)
 	for _, tc := range cases {

@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"context"
 	"crypto/x509"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -59,6 +62,50 @@ func TestRotatingTheCASecretSwitchesSigningAndKeepsBothInTheBundle(t *testing.T)
 			t.Errorf("certificate issued %s the rotation does not verify against the bundle: %v", label, err)
 		}
 	}
+}
+
+// TestCADirectoryIsReloadedWhenItsFilesChange: the CA can come from files
+// (a mounted Secret), and replacing them switches signing like a Secret
+// update does.
+func TestCADirectoryIsReloadedWhenItsFilesChange(t *testing.T) {
+	s := newSetup(t)
+	dir := t.TempDir()
+	oldCA := writeCA(t, dir, "old CA", 365*24*time.Hour)
+	in := s.start(t, startOptions{caDir: dir})
+	pod := s.env.NewPod(t, testenv.PodOptions{IPs: []string{"10.246.0.9"}})
+	client := must(kubernetes.NewForConfig(pod.Config))
+	req := request{tmpl: &x509.CertificateRequest{IPAddresses: []net.IP{net.ParseIP("10.246.0.9")}}}
+
+	before := parseChain(t, waitFinished(t, s.env.Client, mustCreateCSR(t, client, s.signer, req).Name).Status.Certificate)
+	if err := before[0].CheckSignatureFrom(oldCA.Certificate()); err != nil {
+		t.Fatalf("not signed by the CA of the directory: %v", err)
+	}
+	newCA := writeCA(t, dir, "new CA", 2*365*24*time.Hour)
+	waitMetric(t, in.c, "csr_agent_controller_ca_not_after_timestamp_seconds", float64(newCA.Certificate().NotAfter.Unix()))
+	after := parseChain(t, waitFinished(t, s.env.Client, mustCreateCSR(t, client, s.signer, req).Name).Status.Certificate)
+	if err := after[0].CheckSignatureFrom(newCA.Certificate()); err != nil {
+		t.Errorf("not signed by the new CA after the files changed: %v", err)
+	}
+	if _, anchors := trustBundle(t, s.env.Client, s.signer); len(anchors) != 2 {
+		t.Errorf("bundle holds %d CAs, want both", len(anchors))
+	}
+}
+
+// writeCA writes a new self-signed CA into dir as a mounted Secret holds
+// it, each file replaced atomically.
+func writeCA(t *testing.T, dir, commonName string, validity time.Duration) *sign.CA {
+	t.Helper()
+	ca := must(sign.NewSelfSignedCA(sign.SelfSignedOptions{CommonName: commonName, Validity: validity}))
+	for name, data := range ca.PEMs().SecretData() {
+		tmp := filepath.Join(dir, "."+name)
+		if err := os.WriteFile(tmp, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ca
 }
 
 // putCA stores a new self-signed CA in the CA Secret, creating or

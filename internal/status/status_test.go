@@ -11,7 +11,6 @@ import (
 	"math/big"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -113,58 +112,96 @@ type fakeLoader struct {
 
 func (f *fakeLoader) Load() (*writer.Published, error) { return f.pub, f.err }
 
-func TestReadyzIsRedOnlyWhenNothingValidIsOnDisk(t *testing.T) {
-	c := testingclock.NewFakePassiveClock(t0)
-	files := &fakeLoader{err: writer.ErrNotFound}
-	srv := httptest.NewServer(Handler(NewHealth(c), files, NewMetrics(), c))
-	defer srv.Close()
-	get := func(path string) (int, string) {
-		resp, err := http.Get(srv.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
-	}
-	if code, body := get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "no certificate published") {
-		t.Errorf("nothing published: %d %q", code, body)
-	}
-	files.pub, files.err = published(t, t0.Add(time.Hour)), nil
-	if code, _ := get("/readyz"); code != http.StatusOK {
-		t.Errorf("valid pair: %d", code)
-	}
-	c.SetTime(t0.Add(time.Hour))
-	if code, body := get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "expired") {
-		t.Errorf("expired pair: %d %q", code, body)
-	}
-	files.pub, files.err = nil, writer.ErrDamaged
-	if code, _ := get("/readyz"); code != http.StatusServiceUnavailable {
-		t.Errorf("damaged files: %d", code)
-	}
-	if code, _ := get("/healthz"); code != http.StatusOK {
-		t.Errorf("healthz: %d", code)
-	}
-	if code, body := get("/metrics"); code != http.StatusOK || !strings.Contains(body, "csr_agent_renewals_total") {
-		t.Errorf("metrics: %d %q", code, body)
-	}
-}
-
-func TestServeStopsWhenTheContextEnds(t *testing.T) {
+// serve runs Serve on a free port until the test ends; it returns the base URL.
+func serve(t *testing.T, respond func(string) Response) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ln, http.NotFoundHandler()) }()
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Serve = %v, want nil at shutdown", err)
+	go func() { done <- Serve(ctx, ln, respond) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve = %v at shutdown, want nil", err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Serve did not return")
+	})
+	return "http://" + ln.Addr().String()
+}
+
+func get(t *testing.T, method, url string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+func TestReadyzIsRedOnlyWhenNothingValidIsOnDisk(t *testing.T) {
+	c := testingclock.NewFakePassiveClock(t0)
+	files := &fakeLoader{err: writer.ErrNotFound}
+	base := serve(t, Endpoints(NewHealth(c), files, NewMetrics(), c))
+	if code, body := get(t, http.MethodGet, base+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "no certificate published") {
+		t.Errorf("nothing published: %d %q", code, body)
+	}
+	files.pub, files.err = published(t, t0.Add(time.Hour)), nil
+	if code, _ := get(t, http.MethodGet, base+"/readyz"); code != http.StatusOK {
+		t.Errorf("valid pair: %d", code)
+	}
+	c.SetTime(t0.Add(time.Hour))
+	if code, body := get(t, http.MethodGet, base+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "expired") {
+		t.Errorf("expired pair: %d %q", code, body)
+	}
+	files.pub, files.err = nil, writer.ErrDamaged
+	if code, _ := get(t, http.MethodGet, base+"/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("damaged files: %d", code)
+	}
+}
+
+func TestEndpointsSpeakEnoughHTTP(t *testing.T) {
+	c := testingclock.NewFakePassiveClock(t0)
+	base := serve(t, Endpoints(NewHealth(c), &fakeLoader{err: writer.ErrNotFound}, NewMetrics(), c))
+	for _, tc := range []struct {
+		method, path string
+		code         int
+		body         string
+	}{
+		{http.MethodGet, "/healthz", http.StatusOK, "ok\n"},
+		{http.MethodGet, "/healthz?verbose=1", http.StatusOK, "ok\n"},
+		{http.MethodHead, "/healthz", http.StatusOK, ""},
+		{http.MethodGet, "/metrics", http.StatusOK, "# HELP csr_agent_certificate_expiration_timestamp_seconds"},
+		{http.MethodPost, "/healthz", http.StatusMethodNotAllowed, "GET only"},
+		{http.MethodGet, "/nope", http.StatusNotFound, "not found"},
+	} {
+		code, body := get(t, tc.method, base+tc.path)
+		if code != tc.code || !strings.HasPrefix(body, tc.body) {
+			t.Errorf("%s %s: %d %q, want %d %q", tc.method, tc.path, code, body, tc.code, tc.body)
+		}
+	}
+}
+
+func TestGarbageRequestIsRefused(t *testing.T) {
+	c := testingclock.NewFakePassiveClock(t0)
+	base := serve(t, Endpoints(NewHealth(c), &fakeLoader{err: writer.ErrNotFound}, NewMetrics(), c))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "HELLO\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	reply, _ := io.ReadAll(conn) // the server closes the connection
+	if !strings.HasPrefix(string(reply), "HTTP/1.1 400 Bad Request\r\n") {
+		t.Errorf("reply to garbage: %q", reply)
 	}
 }

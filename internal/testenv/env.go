@@ -1,6 +1,8 @@
 // Package testenv runs a real local Kubernetes control plane for tests: etcd,
 // kube-apiserver and kube-controller-manager at the version pinned in
-// tools/kube, built by `make controlplane` into bin/.
+// tools/kube, built by `make controlplane` into bin/. It is package
+// localcluster with the plumbing of package testing: failures end the test,
+// and everything started is stopped when the test ends.
 //
 // The CSR API's behaviour (signature check at create, immutable spec, the
 // /approval and /status subresources, spec.extra from pod-bound tokens, RBAC
@@ -27,29 +29,28 @@ package testenv
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/csr-agent/csr-agent/internal/localcluster"
 )
 
-// tieEnvVar makes the control-plane binaries ask the kernel to stop them
-// when their parent exits (see tools/lifeline).
-const tieEnvVar = "CSR_AGENT_TIE_TO_PARENT"
-
 // ErrBinariesMissing means `make controlplane` has not been run.
-var ErrBinariesMissing = errors.New("control plane binaries missing")
+var ErrBinariesMissing = localcluster.ErrBinariesMissing
+
+// NodeName is the Node every simulated pod is bound to. No kubelet runs; the
+// Node object exists so that pod-bound tokens carry node facts as they do in
+// a real cluster.
+const NodeName = localcluster.NodeName
+
+// BinDir is where `make controlplane` puts etcd, kube-apiserver and
+// kube-controller-manager: $CSR_AGENT_BIN_DIR, or bin/ at the module root.
+func BinDir() (string, error) { return localcluster.BinDir() }
 
 // Env is a running control plane.
 type Env struct {
@@ -67,11 +68,7 @@ type Env struct {
 	// Dir is a scratch directory removed when the control plane stops.
 	Dir string
 
-	env  *envtest.Environment
-	kcm  *controllerManager
-	ca   *clusterCA
-	seq  atomic.Uint32
-	stop sync.Once
+	cluster *localcluster.Cluster
 }
 
 var shared struct {
@@ -131,123 +128,45 @@ func New(t testing.TB) *Env {
 	return env
 }
 
-func start() (_ *Env, err error) {
-	bin, err := BinDir()
+func start() (*Env, error) {
+	// Not the test's context: the shared control plane outlives the test
+	// that happens to start it.
+	c, err := localcluster.Start(context.Background(), localcluster.Options{})
 	if err != nil {
 		return nil, err
 	}
-	if err := os.Setenv(tieEnvVar, "1"); err != nil {
-		return nil, fmt.Errorf("setting %s: %w", tieEnvVar, err)
-	}
-	dir, err := os.MkdirTemp("", "csr-agent-testenv-")
-	if err != nil {
-		return nil, fmt.Errorf("creating scratch dir: %w", err)
-	}
-	e := &Env{Dir: dir}
-	defer func() {
-		if err != nil {
-			err = errors.Join(err, e.Stop())
-		}
-	}()
-	if e.ca, err = newClusterCA(); err != nil {
-		return nil, err
-	}
-	e.ClusterCAPEM = e.ca.certPEM
-
-	e.env = &envtest.Environment{
-		BinaryAssetsDirectory:    bin,
-		ControlPlaneStartTimeout: 2 * time.Minute,
-		ControlPlaneStopTimeout:  time.Minute,
-	}
-	api := e.env.ControlPlane.GetAPIServer()
-	api.Authn = &caAuthn{ca: e.ca}
-	// A directory of our own survives an API server restart (envtest would
-	// delete a temporary one), so certificates stay valid across it.
-	api.CertDir = filepath.Join(dir, "apiserver")
-	if err := os.MkdirAll(api.CertDir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating cert dir: %w", err)
-	}
-	// envtest turns the ServiceAccount admission plugin off because it runs
-	// no controller manager; we do, and real clusters run it.
-	api.Configure().Set("disable-admission-plugins", "")
-	// With open watches the HTTP server would otherwise wait out its 60s
-	// shutdown timeout; this is the mode HA control planes run in: drain
-	// ordinary requests, then give clients 2s to go.
-	api.Configure().Set("shutdown-send-retry-after", "true")
-
-	if e.Config, err = e.env.Start(); err != nil {
-		return nil, fmt.Errorf("starting etcd and kube-apiserver: %w", err)
-	}
-	e.ServerCAPEM = e.Config.CAData
-	if e.Client, err = kubernetes.NewForConfig(e.Config); err != nil {
-		return nil, fmt.Errorf("building admin client: %w", err)
-	}
-	if e.KubeconfigFile, err = writeKubeconfig(filepath.Join(dir, "admin.kubeconfig"), e.Config); err != nil {
-		return nil, err
-	}
-	if e.kcm, err = startControllerManager(e, bin); err != nil {
-		return nil, err
-	}
-	if err := e.waitControllerManager(); err != nil {
-		return nil, err
-	}
-	return e, nil
-}
-
-// waitControllerManager waits until kube-controller-manager has synced and
-// published the root CA, which every namespace's pods rely on.
-func (e *Env) waitControllerManager() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		if !e.kcm.running() {
-			return false, errors.New("kube-controller-manager exited")
-		}
-		_, err := e.Client.CoreV1().ConfigMaps(metav1.NamespaceDefault).Get(ctx, "kube-root-ca.crt", metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return false, nil
-		}
-		return err == nil, err
-	})
-	if err != nil {
-		return fmt.Errorf("waiting for kube-controller-manager: %w\n%s", err, e.kcm.logTail())
-	}
-	return nil
+	return &Env{
+		Config:         c.Config,
+		Client:         c.Client,
+		KubeconfigFile: c.KubeconfigFile,
+		ClusterCAPEM:   c.ClusterCAPEM,
+		ServerCAPEM:    c.ServerCAPEM,
+		Dir:            c.Dir,
+		cluster:        c,
+	}, nil
 }
 
 // Stop stops every process of the control plane and removes its files.
 // It is safe to call more than once.
-func (e *Env) Stop() error {
-	var errs []error
-	e.stop.Do(func() {
-		if e.kcm != nil {
-			errs = append(errs, e.kcm.stop())
-		}
-		if e.env != nil && e.Config != nil {
-			errs = append(errs, e.env.Stop())
-		}
-		errs = append(errs, os.RemoveAll(e.Dir))
-	})
-	return errors.Join(errs...)
-}
+func (e *Env) Stop() error { return e.cluster.Stop() }
 
 // User returns a client configuration authenticating as the given user and
 // groups with a client certificate from the cluster CA.
 func (e *Env) User(t testing.TB, name string, groups ...string) *rest.Config {
 	t.Helper()
-	u, err := e.env.AddUser(envtest.User{Name: name, Groups: groups}, e.Config)
+	cfg, err := e.cluster.User(name, groups...)
 	if err != nil {
-		t.Fatalf("adding user %s: %v", name, err)
+		t.Fatal(err)
 	}
-	return u.Config()
+	return cfg
 }
 
 // StopAPIServer stops the kube-apiserver (etcd and kube-controller-manager
 // keep running), as an outage or an upgrade would. Only for New's envs.
 func (e *Env) StopAPIServer(t testing.TB) {
 	t.Helper()
-	if err := e.env.ControlPlane.GetAPIServer().Stop(); err != nil {
-		t.Fatalf("stopping kube-apiserver: %v", err)
+	if err := e.cluster.StopAPIServer(); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -255,7 +174,7 @@ func (e *Env) StopAPIServer(t testing.TB) {
 // with the same certificates and data.
 func (e *Env) StartAPIServer(t testing.TB) {
 	t.Helper()
-	if err := e.env.ControlPlane.GetAPIServer().Start(); err != nil {
-		t.Fatalf("starting kube-apiserver: %v", err)
+	if err := e.cluster.StartAPIServer(); err != nil {
+		t.Fatal(err)
 	}
 }

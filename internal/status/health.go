@@ -1,15 +1,12 @@
 package status
 
 import (
-	"context"
-	"errors"
+	"bytes"
 	"fmt"
-	"net"
 	"net/http"
 	"sync"
 	"time"
 
-	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
 	"github.com/csr-agent/csr-agent/internal/renew"
@@ -88,54 +85,36 @@ func Ready(files Loader, now time.Time) (*writer.Published, error) {
 	return pub, nil
 }
 
-// Handler serves /healthz, /readyz and /metrics.
-func Handler(health *Health, files Loader, metrics *Metrics, c clock.PassiveClock) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := health.Check(); err != nil {
-			http.Error(w, "unhealthy: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		pub, err := Ready(files, c.Now())
-		if err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintf(w, "ok: certificate valid until %s\n", pub.Leaf.NotAfter.UTC().Format(time.RFC3339))
-	})
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		_, _ = metrics.WriteTo(w)
-	})
-	return mux
+// Response is what an endpoint answers.
+type Response struct {
+	Code        int
+	ContentType string
+	Body        []byte
 }
 
-// Serve serves h on ln until ctx ends, then shuts down within a second:
-// probes and scrapes are short, and shutdown must fit the pod's grace period.
-func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	klog.FromContext(ctx).Info("Serving /healthz, /readyz and /metrics", "address", ln.Addr().String())
-	select {
-	case err := <-done:
-		return fmt.Errorf("serving HTTP on %s: %w", ln.Addr(), err)
-	case <-ctx.Done():
+// Endpoints answers /healthz, /readyz and /metrics.
+func Endpoints(health *Health, files Loader, metrics *Metrics, c clock.PassiveClock) func(path string) Response {
+	text := func(code int, format string, args ...any) Response {
+		return Response{Code: code, ContentType: "text/plain; charset=utf-8", Body: fmt.Appendf(nil, format+"\n", args...)}
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-	defer cancel()
-	err := srv.Shutdown(shutdownCtx)
-	if err != nil {
-		_ = srv.Close() // a scrape still open after the second is cut
+	return func(path string) Response {
+		switch path {
+		case "/healthz":
+			if err := health.Check(); err != nil {
+				return text(http.StatusServiceUnavailable, "unhealthy: %v", err)
+			}
+			return text(http.StatusOK, "ok")
+		case "/readyz":
+			pub, err := Ready(files, c.Now())
+			if err != nil {
+				return text(http.StatusServiceUnavailable, "not ready: %v", err)
+			}
+			return text(http.StatusOK, "ok: certificate valid until %s", pub.Leaf.NotAfter.UTC().Format(time.RFC3339))
+		case "/metrics":
+			var b bytes.Buffer
+			_, _ = metrics.WriteTo(&b)
+			return Response{Code: http.StatusOK, ContentType: "text/plain; version=0.0.4; charset=utf-8", Body: b.Bytes()}
+		}
+		return text(http.StatusNotFound, "not found; try /healthz, /readyz or /metrics")
 	}
-	if serveErr := <-done; !errors.Is(serveErr, http.ErrServerClosed) {
-		err = errors.Join(err, serveErr)
-	}
-	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("stopping HTTP server: %w", err)
-	}
-	return nil
 }

@@ -1,4 +1,4 @@
-package testenv
+package localcluster
 
 import (
 	"crypto"
@@ -38,7 +38,7 @@ func newClusterCA() (*clusterCA, error) {
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "csr-agent-testenv-cluster-ca"},
+		Subject:               pkix.Name{CommonName: "csr-agent-local-cluster-ca"},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(10 * 365 * 24 * time.Hour),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature | x509.KeyUsageCRLSign,

@@ -1,4 +1,4 @@
-package testenv
+package localcluster
 
 import (
 	"bytes"
@@ -34,12 +34,12 @@ type controllerManager struct {
 	exitErr error
 }
 
-func startControllerManager(e *Env, bin string) (*controllerManager, error) {
-	dir := filepath.Join(e.Dir, "kube-controller-manager")
+func startControllerManager(c *Cluster, bin string) (*controllerManager, error) {
+	dir := filepath.Join(c.Dir, "kube-controller-manager")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating controller manager dir: %w", err)
 	}
-	user, err := e.env.AddUser(envtest.User{Name: "system:kube-controller-manager", Groups: []string{"system:masters"}}, e.Config)
+	user, err := c.env.AddUser(envtest.User{Name: "system:kube-controller-manager", Groups: []string{"system:masters"}}, c.Config)
 	if err != nil {
 		return nil, fmt.Errorf("adding controller manager user: %w", err)
 	}
@@ -48,9 +48,9 @@ func startControllerManager(e *Env, bin string) (*controllerManager, error) {
 		return nil, err
 	}
 	files := map[string][]byte{
-		"cluster-ca.crt": e.ca.certPEM,
-		"cluster-ca.key": e.ca.keyPEM,
-		"server-ca.crt":  e.ServerCAPEM,
+		"cluster-ca.crt": c.ca.certPEM,
+		"cluster-ca.key": c.ca.keyPEM,
+		"server-ca.crt":  c.ServerCAPEM,
 	}
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {

@@ -1,4 +1,4 @@
-package testenv
+package localcluster
 
 import (
 	"bufio"
@@ -26,16 +26,23 @@ func BinDir() (string, error) {
 		}
 		dir = filepath.Join(root, "bin")
 	}
-	for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager"} {
-		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
-			return "", fmt.Errorf("%w: %s not in %s: run `make controlplane` first", ErrBinariesMissing, name, dir)
-		}
+	if err := checkBinaries(dir); err != nil {
+		return "", err
 	}
 	return dir, nil
 }
 
-// moduleRoot walks up from the working directory (a test's package dir) to
-// the directory of this module's go.mod.
+func checkBinaries(dir string) error {
+	for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			return fmt.Errorf("%w: %s not in %s: run `make controlplane` first", ErrBinariesMissing, name, dir)
+		}
+	}
+	return nil
+}
+
+// moduleRoot walks up from the working directory (a test's package dir, or
+// the repository root for the demo) to the directory of this module's go.mod.
 func moduleRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
