@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 
@@ -32,7 +33,16 @@ const (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
+// maxProcs caps GOMAXPROCS unless the environment sets it. The agent waits
+// on the network and the disk; it has no parallel work. Without a CPU
+// limit the runtime would size itself for the node, and on a 64-core node
+// every pod's agent would keep 64 processors' worth of caches.
+const maxProcs = 2
+
 func main() {
+	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) > maxProcs {
+		runtime.GOMAXPROCS(maxProcs)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

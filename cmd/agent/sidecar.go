@@ -31,7 +31,7 @@ func runSidecar(ctx context.Context, cfg *config.Agent) error {
 		return err
 	}
 	notifier, err := notify.New(notify.Options{
-		Process: cfg.NotifyProcess, Signal: syscallSignal(cfg.NotifySignal), URL: cfg.NotifyURL,
+		Process: cfg.NotifyProcess, Signal: syscall.Signal(cfg.NotifySignal), URL: cfg.NotifyURL,
 		Command: cfg.NotifyCommand, Env: []string{"CERT_DIR=" + cfg.CertDir},
 	})
 	if err != nil {
@@ -44,59 +44,15 @@ func runSidecar(ctx context.Context, cfg *config.Agent) error {
 		}
 	}
 	clk := clock.RealClock{}
-	metrics, health := status.NewMetrics(), status.NewHealth(clk)
+	s := &sidecar{cfg: cfg, deps: d, metrics: status.NewMetrics(), health: status.NewHealth(clk), clock: clk}
+	s.observer = observer{metrics: s.metrics, notifier: notifier, clock: clk}
 
 	g, gctx := errgroup.WithContext(ctx)
 	if ln != nil {
-		ctx := klog.NewContext(gctx, klog.FromContext(gctx).WithName("http"))
-		g.Go(func() error { return status.Serve(ctx, ln, status.Endpoints(health, d.writer, metrics, clk)) })
+		hctx := klog.NewContext(gctx, klog.FromContext(gctx).WithName("http"))
+		g.Go(func() error { return status.Serve(hctx, ln, status.Endpoints(s.health, d.writer, s.metrics, clk)) })
 	}
-	g.Go(func() error {
-		end := health.Begin("obtaining the first certificate", cfg.IssueTimeout+time.Minute)
-		started, err := d.agent.Start(gctx)
-		end()
-		if err != nil {
-			return err
-		}
-		filesChanged, caChanged := make(chan struct{}, 1), make(chan struct{}, 1)
-		files, err := watch.NewFiles(cfg.CertDir)
-		if err != nil {
-			return err
-		}
-		wctx := klog.NewContext(gctx, klog.FromContext(gctx).WithName("watch"))
-		if cfg.CAFile != "" {
-			if err := files.WatchCA(cfg.CAFile); err != nil {
-				klog.FromContext(wctx).Error(err, "ca.crt follows CA_FILE only at renewals")
-			}
-		} else {
-			g.Go(func() error {
-				return watch.TrustBundles(wctx, d.api.WatchTrustBundles(cfg.SignerName), cfg.SignerName, caChanged)
-			})
-		}
-		g.Go(func() error { return files.Run(wctx, filesChanged, caChanged) })
-
-		obs := &observer{metrics: metrics, notifier: notifier, files: files, clock: clk}
-		files.Follow(gctx, started.Published.Generation)
-		if started.Issued {
-			metrics.Issued(started.Published, started.Took)
-		} else {
-			metrics.Current(started.Published)
-		}
-		if started.Replaced {
-			obs.notify(gctx)
-		}
-		releaseMemory()
-		loop, err := renew.New(renew.Options{
-			Renewer: d.agent, Files: d.writer, Current: started.Published, RenewNow: started.RenewNow,
-			Policy: renew.Policy{Before: cfg.RenewBefore}, RenewLimit: cfg.IssueTimeout + time.Minute,
-			FilesChanged: filesChanged, CAChanged: caChanged,
-			Observer: obs, Health: health, Events: d.events, Clock: clk,
-		})
-		if err != nil {
-			return err
-		}
-		return loop.Run(klog.NewContext(gctx, klog.FromContext(gctx).WithName("renew")))
-	})
+	g.Go(func() error { return s.run(gctx, g) })
 	err = g.Wait()
 	if ctx.Err() != nil {
 		// SIGTERM: whatever was under way was finished or abandoned, and a
@@ -108,12 +64,82 @@ func runSidecar(ctx context.Context, cfg *config.Agent) error {
 	return err
 }
 
+type sidecar struct {
+	cfg *config.Agent
+	*deps
+	metrics  *status.Metrics
+	health   *status.Health
+	clock    clock.Clock
+	observer observer
+}
+
+// run gets the first certificate, starts the watches in g, and runs the
+// renewal loop until ctx ends.
+func (s *sidecar) run(ctx context.Context, g *errgroup.Group) error {
+	end := s.health.Begin("obtaining the first certificate", s.cfg.IssueTimeout+time.Minute)
+	started, err := s.agent.Start(ctx)
+	end()
+	if err != nil {
+		return err
+	}
+	if started.Issued {
+		s.metrics.Issued(started.Published, started.Took)
+	} else {
+		s.metrics.Current(started.Published)
+	}
+	filesChanged, caChanged := s.watch(ctx, g)
+	s.observer.files.Follow(ctx, started.Published.Generation)
+	if started.Replaced {
+		s.observer.notify(ctx)
+	}
+	releaseMemory()
+	loop, err := renew.New(renew.Options{
+		Renewer: s.agent, Files: s.writer, Current: started.Published, RenewNow: started.RenewNow,
+		Policy: renew.Policy{Before: s.cfg.RenewBefore}, RenewLimit: s.cfg.IssueTimeout + time.Minute,
+		FilesChanged: filesChanged, CAChanged: caChanged,
+		Observer: &s.observer, Health: s.health, Events: s.events, Clock: s.clock,
+	})
+	if err != nil {
+		return err
+	}
+	return loop.Run(klog.NewContext(ctx, klog.FromContext(ctx).WithName("renew")))
+}
+
+// watch starts, in g, the watches that tell the loop that the published
+// files or the CA bundle's source changed. A watch that cannot start is a
+// lost convenience, not a reason to stop keeping the certificate valid.
+func (s *sidecar) watch(ctx context.Context, g *errgroup.Group) (files, ca <-chan struct{}) {
+	ctx = klog.NewContext(ctx, klog.FromContext(ctx).WithName("watch"))
+	logger := klog.FromContext(ctx)
+	filesChanged, caChanged := make(chan struct{}, 1), make(chan struct{}, 1)
+	if s.cfg.CAFile == "" {
+		g.Go(func() error {
+			return watch.TrustBundles(ctx, s.api.WatchTrustBundles(s.cfg.SignerName), s.cfg.SignerName, caChanged)
+		})
+	}
+	w, err := watch.NewFiles(s.cfg.CertDir)
+	if err != nil {
+		// Typically fs.inotify.max_user_instances (128 on some nodes) spent
+		// by other pods running as the same user.
+		logger.Error(err, "Cannot watch CERT_DIR; changed or deleted files are restored at the next renewal only")
+		return nil, caChanged
+	}
+	if s.cfg.CAFile != "" {
+		if err := w.WatchCA(s.cfg.CAFile); err != nil {
+			logger.Error(err, "Cannot watch CA_FILE; ca.crt follows it at renewals only")
+		}
+	}
+	s.observer.files = w
+	g.Go(func() error { return w.Run(ctx, filesChanged, caChanged) })
+	return filesChanged, caChanged
+}
+
 // observer feeds what the renewal loop does to the metrics, the file watch
 // and the application.
 type observer struct {
 	metrics  *status.Metrics
 	notifier *notify.Notifier
-	files    *watch.Files
+	files    *watch.Files // nil when CERT_DIR cannot be watched
 	clock    clock.PassiveClock
 }
 
@@ -140,11 +166,13 @@ func (o *observer) Published(ctx context.Context, pub *writer.Published, why ren
 func releaseMemory() { debug.FreeOSMemory() }
 
 // notify runs the notification hooks; a failure is reported, and the agent
-// carries on: the files are in place either way.
+// carries on: the files are in place either way. The hooks run to the end
+// (each within its timeout) even during shutdown: files that were replaced
+// must be announced.
 func (o *observer) notify(ctx context.Context) {
 	logger := klog.FromContext(ctx)
 	var told []string
-	for _, out := range o.notifier.Notify(ctx) {
+	for _, out := range o.notifier.Notify(context.WithoutCancel(ctx)) {
 		o.metrics.Notified(out.Hook, out.Err)
 		if out.Err != nil {
 			logger.Error(out.Err, "Telling the application failed; the new files are in place", "hook", out.Hook)
@@ -156,5 +184,3 @@ func (o *observer) notify(ctx context.Context) {
 		logger.Info("Application told of the new files", "hooks", told)
 	}
 }
-
-func syscallSignal(s config.Signal) syscall.Signal { return syscall.Signal(s) }

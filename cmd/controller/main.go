@@ -19,6 +19,7 @@ import (
 	"syscall"
 
 	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
@@ -30,14 +31,15 @@ import (
 	"github.com/csr-agent/csr-agent/internal/sign"
 )
 
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes; see the package documentation.
 const (
 	exitOK     = 0
 	exitError  = 1
 	exitConfig = 2
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
@@ -87,6 +89,10 @@ func runController(ctx context.Context, cfg *config.Controller) error {
 	}
 	restCfg.QPS, restCfg.Burst = cfg.KubeAPIQPS, cfg.KubeAPIBurst
 	restCfg.UserAgent = "csr-agent-controller/" + version
+	// Protobuf, as kube-controller-manager uses: cheaper than JSON for the
+	// API server to encode on every watch event and write of a burst.
+	restCfg.ContentType = runtime.ContentTypeProtobuf
+	restCfg.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
 	client, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
 		return fmt.Errorf("building client: %w", err)

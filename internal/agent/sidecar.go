@@ -70,6 +70,8 @@ func (a *Agent) Start(ctx context.Context) (*Started, error) {
 func (a *Agent) adopt(ctx context.Context, pub *writer.Published) *Started {
 	logger := klog.FromContext(ctx)
 	s := &Started{Published: pub}
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.IssueTimeout)
+	defer cancel()
 	id, err := a.Identity(ctx)
 	switch {
 	case err != nil:

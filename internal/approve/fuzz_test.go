@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -34,6 +35,43 @@ func FuzzDecideNeverApprovesArbitraryRequests(f *testing.F) {
 		}
 		if d.Reason == "" || d.Message == "" {
 			t.Fatalf("denial without reason or message: %+v", d)
+		}
+	})
+}
+
+// FuzzDecideApprovedNeverGrantsWhatTheTemplateForbids: a person's approval
+// lets any well-formed name through, but whatever the request, a grant
+// never holds a wildcard, an email address or a CA's usage, and nothing
+// panics.
+func FuzzDecideApprovedNeverGrantsWhatTheTemplateForbids(f *testing.F) {
+	p := newTestPolicy(f, Options{TrustDomain: "example.org"})
+	for _, tmpl := range []*x509.CertificateRequest{
+		{DNSNames: []string{"legacy.example.com"}},
+		{DNSNames: []string{"*.example.com"}},
+		{Subject: pkix.Name{CommonName: "a.example.com"}, DNSNames: []string{"a.example.com"}, EmailAddresses: []string{"a@example.com"}},
+		{DNSNames: []string{"a"}, ExtraExtensions: []pkix.Extension{basicConstraintsCA()}},
+	} {
+		f.Add(csrPEM(f, tmpl, nil))
+	}
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, request []byte) {
+		csr := userCSR(request)
+		d := p.DecideApproved(csr, Facts{})
+		if !d.Approve {
+			if d.Reason == "" || d.Message == "" || d.Grant != nil {
+				t.Fatalf("refusal without reason or message, or with a grant: %+v", d)
+			}
+			return
+		}
+		for _, n := range append([]string{d.Grant.Names.CommonName}, d.Grant.Names.DNSNames...) {
+			if strings.Contains(n, "*") || strings.Contains(n, "@") {
+				t.Fatalf("granted %q", n)
+			}
+		}
+		for _, u := range d.Grant.Usages {
+			if u == "cert sign" || u == "crl sign" {
+				t.Fatalf("granted usage %q", u)
+			}
 		}
 	})
 }

@@ -38,7 +38,7 @@ func TestControllerAppliesDefaults(t *testing.T) {
 		LeaseDuration:      15 * time.Second,
 		LeaseRenewDeadline: 10 * time.Second,
 		LeaseRetryPeriod:   2 * time.Second,
-		Workers:            16,
+		Workers:            32,
 		KubeAPIQPS:         400,
 		KubeAPIBurst:       800,
 		MetricsAddr:        ":8080",

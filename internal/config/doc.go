@@ -40,9 +40,10 @@
 //     name: a Service, the headless name, a DNS name, an IP, or a pod IP with
 //     INCLUDE_POD_IPS=true. SERVICE_NAMES=auto defers the check to after
 //     discovery.
-//   - The CN defaults to the first DNS name of at most 64 characters, else to
-//     POD_NAME; that is how a client-only certificate with no DNS name gets a
-//     subject. The agent does not invent a system:serviceaccount-style name.
+//   - The CN defaults to the first DNS name of at most 64 characters, else
+//     it is empty: the csr-agent controller allows only a CN that is one of
+//     the pod's DNS names. A client-only certificate with no DNS name needs
+//     COMMON_NAME.
 //   - Wildcards are refused everywhere: the agent certifies one pod.
 //
 // Every error names its variable and the expected form, and all of them are
@@ -74,7 +75,8 @@
 //     and Services come from informers). A rollout of 1000 pods is 2000
 //     writes: 800 at once, the other 1200 within 3 s, against ~50 s for
 //     kube-controller-manager's signer at its defaults. Server-side, API
-//     Priority and Fairness still protects the API server.
+//     Priority and Fairness still protects the API server. WORKERS
+//     defaults to 32: a CSR waits on two API round trips, not on CPU.
 //   - Operation: METRICS_ADDR and HEALTH_ADDR (set to "" to turn the
 //     endpoint off; they cannot share an address), LOG_FORMAT, LOG_LEVEL,
 //     KUBECONFIG.

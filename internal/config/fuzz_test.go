@@ -23,37 +23,75 @@ func FuzzFromEnv(f *testing.F) {
 	f.Add(uint64(0b1111), "*\n*\n*\n::ffff:0.0.0.0,fe80::1%lo")
 	// Not parallel: fromEnv sets the process environment.
 	f.Fuzz(func(t *testing.T, mask uint64, values string) {
-		if strings.ContainsRune(values, 0) {
-			t.Skip("an environment variable cannot hold NUL")
-		}
-		lines := strings.Split(values, "\n")
-		env := make(map[string]string)
-		for i, v := range Docs() {
-			if mask&(1<<i) != 0 && i < len(lines) {
-				env[v.Name] = lines[i]
+		fuzzProgram(t, fields, mask, values, func() (validator, error) {
+			a, err := FromEnv()
+			if a == nil { // not a typed nil in the interface
+				return nil, err
 			}
-		}
-		a, err := fromEnv(t, env)
-		if err == nil {
-			if a == nil {
-				t.Fatal("FromEnv returned neither a configuration nor an error")
-			}
-			if err := a.Validate(); err != nil {
-				t.Fatalf("FromEnv accepted a configuration Validate rejects: %v", err)
-			}
-			return
-		}
-		if a != nil {
-			t.Fatalf("FromEnv returned a configuration along with %v", err)
-		}
-		if !errors.Is(err, ErrInvalid) {
-			t.Fatalf("error %v does not match ErrInvalid", err)
-		}
-		for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
-			var p *Problem
-			if !errors.As(e, &p) || varIndex(p.Var) == len(fields) || !strings.HasPrefix(p.Error(), p.Var+": ") {
-				t.Fatalf("%q does not name a known variable", e)
-			}
-		}
+			return a, err
+		})
 	})
+}
+
+// FuzzControllerFromEnv is FuzzFromEnv for the controller's variables.
+func FuzzControllerFromEnv(f *testing.F) {
+	seed := []string{
+		"example.com/pod", "cluster.local", "1h", "example.org", "pki", "ca", "true", "/ca", "example.com:pod:x",
+		"true", "ops", "lease", "c-0", "15s", "10s", "2s", "8", "100", "200", ":9090", ":9091", "text", "debug", "/kc",
+	}
+	f.Add(^uint64(0), strings.Join(seed, "\n"))
+	f.Add(uint64(0), "")
+	f.Add(uint64(1<<8|1), "a/b\n\n\n\n\n\n\n\n\na:b:c")
+	f.Add(uint64(0b111<<13), "1s\n1s\n1s")
+	f.Add(^uint64(0), "\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n")
+	f.Fuzz(func(t *testing.T, mask uint64, values string) {
+		fuzzProgram(t, controllerFields, mask, values, func() (validator, error) {
+			c, err := ControllerFromEnv()
+			if c == nil {
+				return nil, err
+			}
+			return c, err
+		})
+	})
+}
+
+type validator interface{ Validate() error }
+
+// fuzzProgram sets variable i of vs to the i-th line of values when bit i of
+// mask is set. Whatever the values, read returns either a configuration that
+// validates or ErrInvalid problems that each name a variable of vs.
+func fuzzProgram(t *testing.T, vs varSet, mask uint64, values string, read func() (validator, error)) {
+	if strings.ContainsRune(values, 0) {
+		t.Skip("an environment variable cannot hold NUL")
+	}
+	lines := strings.Split(values, "\n")
+	env := make(map[string]string)
+	for i, v := range vs.docs() {
+		if mask&(1<<i) != 0 && i < len(lines) {
+			env[v.Name] = lines[i]
+		}
+	}
+	setEnv(t, vs, env)
+	cfg, err := read()
+	if err == nil {
+		if cfg == nil {
+			t.Fatal("no configuration and no error")
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("accepted a configuration Validate rejects: %v", err)
+		}
+		return
+	}
+	if cfg != nil {
+		t.Fatalf("returned a configuration along with %v", err)
+	}
+	if !errors.Is(err, ErrInvalid) {
+		t.Fatalf("error %v does not match ErrInvalid", err)
+	}
+	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		var p *Problem
+		if !errors.As(e, &p) || vs.index(p.Var) == len(vs) || !strings.HasPrefix(p.Error(), p.Var+": ") {
+			t.Fatalf("%q does not name a known variable", e)
+		}
+	}
 }

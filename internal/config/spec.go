@@ -24,7 +24,7 @@ import (
 // missing variable, and FromEnv reports every problem at once. Its fields are
 // named and typed after Agent's (a test holds this).
 type spec struct {
-	PodName       envVar[string]        `envconfig:"POD_NAME" mandatory:"true" form:"DNS-1123 subdomain; downward API fieldRef metadata.name" desc:"Name of this pod; the CN of a client-only certificate when there is no DNS name."`
+	PodName       envVar[string]        `envconfig:"POD_NAME" mandatory:"true" form:"DNS-1123 subdomain; downward API fieldRef metadata.name" desc:"Name of this pod; part of the CSR name and labels."`
 	PodNamespace  envVar[string]        `envconfig:"POD_NAMESPACE" mandatory:"true" form:"DNS-1123 label; downward API fieldRef metadata.namespace" desc:"Namespace of this pod; part of every Service and pod DNS name."`
 	PodUID        envVar[string]        `envconfig:"POD_UID" form:"UUID; downward API fieldRef metadata.uid" desc:"UID of this pod, recorded on the CSR so a signer can tell this pod from a later one with the same name."`
 	PodIPs        envVar[[]net.IP]      `envconfig:"POD_IPS" form:"comma-separated IPv4/IPv6 addresses; downward API fieldRef status.podIPs" desc:"IPs of this pod, added to a serving certificate unless INCLUDE_POD_IPS=false. Wins over POD_IP when both are set."`
@@ -38,7 +38,7 @@ type spec struct {
 	DNSNames      envVar[[]string]      `envconfig:"DNS_NAMES" empty:"unset" form:"comma-separated DNS-1123 subdomains, no wildcards" desc:"Extra DNS names, listed before the derived ones; the first is the default CN."`
 	IPAddresses   envVar[[]net.IP]      `envconfig:"IP_ADDRESSES" empty:"unset" form:"comma-separated IPv4/IPv6 addresses" desc:"Extra IP addresses, listed before the pod IPs."`
 	IncludePodIPs envVar[bool]          `envconfig:"INCLUDE_POD_IPS" default:"true" form:"true or false" desc:"Add the pod IPs, and <a-b-c-d>.<ns>.pod.<domain> for each IPv4 one, to a serving certificate."`
-	CommonName    envVar[string]        `envconfig:"COMMON_NAME" form:"1 to 64 characters, no wildcard" desc:"Subject CN. Unset: the first DNS name of at most 64 characters, else POD_NAME."`
+	CommonName    envVar[string]        `envconfig:"COMMON_NAME" form:"1 to 64 characters, no wildcard" desc:"Subject CN. Unset: the first DNS name of at most 64 characters, else empty (the csr-agent controller allows only a CN that is one of the pod's DNS names). A client-only certificate with no DNS name needs it."`
 	Usages        envVar[Usages]        `envconfig:"USAGES" default:"server" form:"server, client, or server,client" desc:"Extended key usages requested."`
 	KeyType       envVar[KeyType]       `envconfig:"KEY_TYPE" default:"ecdsa-p256" form:"ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096 or ed25519" desc:"Private key algorithm; the key never leaves the pod."`
 	CertDuration  envVar[time.Duration] `envconfig:"CERT_DURATION" default:"24h" form:"Go duration, e.g. 24h, at least 10m" desc:"Requested lifetime, sent as spec.expirationSeconds; the signer may shorten it."`

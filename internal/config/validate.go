@@ -335,10 +335,6 @@ func fmtDuration(d time.Duration) string {
 
 func formOf(name string) string { return fields.form(name) }
 
-// varIndex is the position of the agent variable in fields, len(fields) if
-// unknown.
-func varIndex(name string) int { return fields.index(name) }
-
 func (vs varSet) form(name string) string {
 	if i := vs.index(name); i < len(vs) {
 		return vs[i].Form

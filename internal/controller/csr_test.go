@@ -33,16 +33,20 @@ import (
 
 // Keys are made once per process: RSA generation is slow under -race.
 var (
-	keyP256 = sync.OnceValue(func() crypto.Signer { return must(ecdsa.GenerateKey(elliptic.P256(), rand.Reader)) })
-	keyP384 = sync.OnceValue(func() crypto.Signer { return must(ecdsa.GenerateKey(elliptic.P384(), rand.Reader)) })
-	keyP521 = sync.OnceValue(func() crypto.Signer { return must(ecdsa.GenerateKey(elliptic.P521(), rand.Reader)) })
-	keyRSA  = sync.OnceValue(func() crypto.Signer { return must(rsa.GenerateKey(rand.Reader, 2048)) })
-	keyWeak = sync.OnceValue(func() crypto.Signer { return must(rsa.GenerateKey(rand.Reader, 1024)) })
-	keyEd   = sync.OnceValue(func() crypto.Signer {
+	keyP256 = onceKey(func() (crypto.Signer, error) { return ecdsa.GenerateKey(elliptic.P256(), rand.Reader) })
+	keyP384 = onceKey(func() (crypto.Signer, error) { return ecdsa.GenerateKey(elliptic.P384(), rand.Reader) })
+	keyP521 = onceKey(func() (crypto.Signer, error) { return ecdsa.GenerateKey(elliptic.P521(), rand.Reader) })
+	keyRSA  = onceKey(func() (crypto.Signer, error) { return rsa.GenerateKey(rand.Reader, 2048) })
+	keyWeak = onceKey(func() (crypto.Signer, error) { return rsa.GenerateKey(rand.Reader, 1024) })
+	keyEd   = onceKey(func() (crypto.Signer, error) {
 		_, k, err := ed25519.GenerateKey(rand.Reader)
-		return must(k, err)
+		return k, err
 	})
 )
+
+func onceKey(generate func() (crypto.Signer, error)) func() crypto.Signer {
+	return sync.OnceValue(func() crypto.Signer { return must(generate()) })
+}
 
 func must[T any](v T, err error) T {
 	if err != nil {

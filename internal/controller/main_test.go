@@ -13,7 +13,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 	"k8s.io/klog/v2/ktesting"
 
@@ -31,9 +30,6 @@ const trustDomain = "example.org"
 
 var signerSeq atomic.Uint32
 
-// testVerbosity logs each approval and certificate.
-var testVerbosity = 2
-
 // setup is one controller's world: its own signer name (so tests sharing
 // the control plane never see each other's CSRs), its namespace for the CA
 // Secret and the Lease, and a user holding exactly the controller's RBAC.
@@ -44,7 +40,6 @@ type setup struct {
 	caSecret   types.NamespacedName
 	bundleName string
 	user       *kubernetes.Clientset // the controller's least-privilege client
-	userConfig *rest.Config
 }
 
 func newSetup(t *testing.T) *setup {
@@ -56,10 +51,10 @@ func newSetup(t *testing.T) *setup {
 	s.bundleName = config.DefaultTrustBundleName(s.signer)
 	userName := fmt.Sprintf("csr-agent-controller-%d", n)
 	s.grantControllerRBAC(t, userName)
-	s.userConfig = env.User(t, userName)
-	s.userConfig.QPS, s.userConfig.Burst = 400, 800 // the production defaults
+	cfg := env.User(t, userName)
+	cfg.QPS, cfg.Burst = 400, 800 // the production defaults
 	var err error
-	if s.user, err = kubernetes.NewForConfig(s.userConfig); err != nil {
+	if s.user, err = kubernetes.NewForConfig(cfg); err != nil {
 		t.Fatal(err)
 	}
 	allowPodsToRequestCertificates(t, env)
@@ -148,7 +143,6 @@ type startOptions struct {
 	identity string // non-empty: leader election with short timings
 	createCA bool
 	caDir    string // non-empty: the CA comes from this directory, not the Secret
-	workers  int
 }
 
 // start runs a controller for s until the test ends (or stop is called)
@@ -165,7 +159,7 @@ func (s *setup) start(t *testing.T, o startOptions) *instance {
 	}
 	opts := controller.Options{
 		Client: s.user, Policy: policy, Issuer: issuer, CASecret: s.caSecret, CreateCA: o.createCA,
-		TrustBundleName: s.bundleName, Workers: o.workers,
+		TrustBundleName: s.bundleName,
 	}
 	if o.caDir != "" {
 		opts.CASecret, opts.CADir, opts.CAPollInterval = types.NamespacedName{}, o.caDir, 50*time.Millisecond
@@ -182,7 +176,7 @@ func (s *setup) start(t *testing.T, o startOptions) *instance {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logger := ktesting.NewLogger(t, ktesting.NewConfig(ktesting.Verbosity(testVerbosity)))
+	logger := ktesting.NewLogger(t, ktesting.NewConfig(ktesting.Verbosity(2)))
 	if o.identity != "" {
 		logger = logger.WithValues("instance", o.identity)
 	}

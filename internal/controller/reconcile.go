@@ -31,8 +31,10 @@ func newQueue() workqueue.TypedRateLimitingInterface[string] {
 	)
 }
 
-// enqueueCSR queues a CSR the controller has work on. Standbys queue too,
-// so a new leader starts with its queue full.
+// enqueueCSR queues a CSR the controller has work on. A standby queues
+// nothing: its queue would never drain and would grow with every CSR of the
+// cluster's history; a new leader queues every CSR of its cache instead
+// (enqueueAll).
 func (c *Controller) enqueueCSR(obj any) {
 	csr, ok := obj.(*certificatesv1.CertificateSigningRequest)
 	if !ok {
@@ -40,7 +42,9 @@ func (c *Controller) enqueueCSR(obj any) {
 	}
 	switch c.opts.Policy.Classify(csr) {
 	case approve.StatePending, approve.StateApproved:
-		c.queue.Add(csr.Name)
+		if c.leading.Load() {
+			c.queue.Add(csr.Name)
+		}
 	case approve.StateDone:
 		c.written.forget(csr.Name)
 	}

@@ -46,7 +46,7 @@ var (
 
 // Input is what a certificate is derived from.
 type Input struct {
-	PodName       string   // the CN of last resort
+	PodName       string   // for validation and messages
 	Namespace     string   // the pod's namespace
 	ClusterDomain string   // e.g. cluster.local
 	ServiceNames  []string // Services selecting the pod, configured or discovered
@@ -148,11 +148,9 @@ func commonName(in Input, names []string) string {
 			return n
 		}
 	}
-	if len(in.PodName) <= maxCommonName {
-		return in.PodName
-	}
-	// A serving certificate is matched on its SANs (RFC 6125), so an empty
-	// CN is better than a truncated one.
+	// Certificates are matched on their SANs (RFC 6125), so an empty CN is
+	// better than a truncated one; and the csr-agent controller allows only
+	// a CN that is one of the pod's DNS names, so nothing else is invented.
 	return ""
 }
 

@@ -80,19 +80,19 @@ func TestDerive(t *testing.T) {
 		{
 			name:   "IPv6 pod IPs have no pod DNS name",
 			modify: func(in *Input) { in.PodIPs = ips("fd00::3", "2001:db8::1") },
-			cn:     "web-0",
+			cn:     "",
 			ips:    "fd00::3 2001:db8::1",
 		},
 		{
 			name:   "pod IPs turned off",
 			modify: func(in *Input) { in.IncludePodIPs = false; in.IPs = ips("192.0.2.1") },
-			cn:     "web-0",
+			cn:     "",
 			ips:    "192.0.2.1",
 		},
 		{
 			name:   "client certificates carry no pod IPs",
-			modify: func(in *Input) { in.Serving = false },
-			cn:     "web-0",
+			modify: func(in *Input) { in.Serving = false; in.CommonName = "reporter" },
+			cn:     "reporter",
 		},
 		{
 			name:   "client certificates carry configured names",

@@ -169,14 +169,13 @@ func New(opts Options) (*Loop, error) {
 	return &Loop{opts: opts, current: opts.Current}, nil
 }
 
-type nopObserver struct{}
+type (
+	nopObserver struct{}
+	nopHealth   struct{}
+	nopEvents   struct{}
+)
 
 func (nopObserver) Attempted(Result, time.Duration)                      {}
 func (nopObserver) Published(context.Context, *writer.Published, Reason) {}
 func (nopHealth) Begin(string, time.Duration) func()                     { return func() {} }
 func (nopEvents) Event(context.Context, string, string, string)          {}
-
-type (
-	nopHealth struct{}
-	nopEvents struct{}
-)

@@ -59,7 +59,11 @@ func (f *Files) WatchCA(caFile string) error {
 // Follow moves the watch to the generation directory ..data points to now
 // (call it after every publish), so that writes through the visible
 // symlinks, such as a truncation, are seen as well as the links themselves.
+// A nil Files (no watch could be set up) follows nothing.
 func (f *Files) Follow(ctx context.Context, generation string) {
+	if f == nil {
+		return
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.gen != "" {

@@ -1,0 +1,160 @@
+package manifests_test
+
+import (
+	"fmt"
+	"testing"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/csr-agent/csr-agent/internal/testenv"
+)
+
+// access is one request a subject may or may not make.
+type access struct {
+	verb, group, resource, subresource, namespace, name string
+}
+
+func (a access) String() string {
+	r := a.resource
+	if a.subresource != "" {
+		r += "/" + a.subresource
+	}
+	if a.group != "" {
+		r += "." + a.group
+	}
+	s := a.verb + " " + r
+	if a.name != "" {
+		s += " " + a.name
+	}
+	if a.namespace != "" {
+		s += " in " + a.namespace
+	}
+	return s
+}
+
+const certificates = "certificates.k8s.io"
+
+// Requests and signers both.
+func csrs(verb string) access { return access{verb: verb, group: certificates, resource: "certificatesigningrequests"} }
+func signer(verb, name string) access {
+	return access{verb: verb, group: certificates, resource: "signers", name: name}
+}
+
+// checkAccess asks the API server, with SubjectAccessReviews, whether the
+// service account may make each request, and fails where the answer is not
+// want.
+func checkAccess(t *testing.T, env *testenv.Env, namespace, sa string, want bool, requests []access) {
+	t.Helper()
+	user := fmt.Sprintf("system:serviceaccount:%s:%s", namespace, sa)
+	groups := []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"}
+	for _, a := range requests {
+		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User: user, Groups: groups,
+			ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Verb: a.verb, Group: a.group, Resource: a.resource, Subresource: a.subresource,
+				Namespace: a.namespace, Name: a.name,
+			},
+		}}
+		got, err := env.Client.AuthorizationV1().SubjectAccessReviews().Create(t.Context(), sar, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status.Allowed != want {
+			verdict := "cannot"
+			if got.Status.Allowed {
+				verdict = "can"
+			}
+			t.Errorf("%s %s %s (%s)", user, verdict, a, got.Status.Reason)
+		}
+	}
+}
+
+// The example binding: service account my-app/my-app.
+func TestAgentServiceAccountCanRequestCertificatesButNotIssueThem(t *testing.T) {
+	env := testenv.Shared(t)
+	install(t, env)
+	const ns, sa = "my-app", "my-app"
+	checkAccess(t, env, ns, sa, true, []access{
+		csrs("create"), csrs("get"), csrs("list"), csrs("watch"), csrs("delete"),
+		{verb: "get", group: certificates, resource: "clustertrustbundles", name: "csr-agent.io:pod:ca"},
+		{verb: "list", group: certificates, resource: "clustertrustbundles"},
+		{verb: "watch", group: certificates, resource: "clustertrustbundles"},
+		{verb: "get", resource: "pods", namespace: ns, name: "my-app-0"},
+		{verb: "list", resource: "services", namespace: ns},
+		{verb: "create", resource: "events", namespace: ns},
+	})
+	checkAccess(t, env, ns, sa, false, []access{
+		// Issuing is for the controller and for people.
+		{verb: "update", group: certificates, resource: "certificatesigningrequests", subresource: "approval", name: "any"},
+		{verb: "update", group: certificates, resource: "certificatesigningrequests", subresource: "status", name: "any"},
+		csrs("update"), csrs("patch"),
+		signer("approve", "csr-agent.io/pod"), signer("sign", "csr-agent.io/pod"),
+		signer("approve", "csr-agent.io/*"), signer("attest", "csr-agent.io/pod"),
+		signer("approve", "kubernetes.io/kube-apiserver-client"), signer("sign", "kubernetes.io/kube-apiserver-client"),
+		// No secrets, and nothing in other namespaces.
+		{verb: "get", resource: "secrets", namespace: ns, name: "any"},
+		{verb: "list", resource: "secrets", namespace: ns},
+		{verb: "get", resource: "secrets", namespace: "csr-agent-system", name: "csr-agent-ca"},
+		{verb: "get", resource: "pods", namespace: "kube-system", name: "any"},
+		{verb: "list", resource: "services", namespace: "kube-system"},
+		{verb: "list", resource: "pods", namespace: ns},
+		{verb: "create", resource: "events", namespace: "kube-system"},
+		// Trust bundles are the controller's to publish.
+		{verb: "create", group: certificates, resource: "clustertrustbundles"},
+		{verb: "update", group: certificates, resource: "clustertrustbundles", name: "csr-agent.io:pod:ca"},
+	})
+}
+
+func TestControllerCanIssueOnlyForItsSignerAndReadOnlyItsCA(t *testing.T) {
+	env := testenv.Shared(t)
+	install(t, env)
+	const ns, sa = "csr-agent-system", "csr-agent-controller"
+	checkAccess(t, env, ns, sa, true, []access{
+		csrs("get"), csrs("list"), csrs("watch"),
+		{verb: "update", group: certificates, resource: "certificatesigningrequests", subresource: "approval", name: "any"},
+		{verb: "update", group: certificates, resource: "certificatesigningrequests", subresource: "status", name: "any"},
+		signer("approve", "csr-agent.io/pod"), signer("sign", "csr-agent.io/pod"), signer("attest", "csr-agent.io/pod"),
+		{verb: "create", group: certificates, resource: "clustertrustbundles"},
+		{verb: "get", group: certificates, resource: "clustertrustbundles", name: "csr-agent.io:pod:ca"},
+		{verb: "update", group: certificates, resource: "clustertrustbundles", name: "csr-agent.io:pod:ca"},
+		{verb: "list", resource: "pods"}, {verb: "watch", resource: "pods"}, {verb: "get", resource: "pods", namespace: "my-app", name: "any"},
+		{verb: "list", resource: "services"}, {verb: "watch", resource: "services"}, {verb: "list", resource: "services", namespace: "my-app"},
+		{verb: "create", group: "events.k8s.io", resource: "events", namespace: "my-app"},
+		{verb: "patch", group: "events.k8s.io", resource: "events", namespace: "my-app", name: "any"},
+		// Its CA: the informer lists and watches it by name.
+		{verb: "get", resource: "secrets", namespace: ns, name: "csr-agent-ca"},
+		{verb: "list", resource: "secrets", namespace: ns, name: "csr-agent-ca"},
+		{verb: "watch", resource: "secrets", namespace: ns, name: "csr-agent-ca"},
+		{verb: "create", resource: "secrets", namespace: ns}, // CREATE_CA
+		{verb: "get", group: "coordination.k8s.io", resource: "leases", namespace: ns, name: "csr-agent-controller"},
+		{verb: "update", group: "coordination.k8s.io", resource: "leases", namespace: ns, name: "csr-agent-controller"},
+		{verb: "create", group: "coordination.k8s.io", resource: "leases", namespace: ns},
+	})
+	checkAccess(t, env, ns, sa, false, []access{
+		// Never a kubernetes.io signer, nor another signer of the domain.
+		signer("approve", "kubernetes.io/kube-apiserver-client"), signer("sign", "kubernetes.io/kube-apiserver-client"),
+		signer("approve", "kubernetes.io/kube-apiserver-client-kubelet"), signer("sign", "kubernetes.io/kube-apiserver-client-kubelet"),
+		signer("approve", "kubernetes.io/kubelet-serving"), signer("sign", "kubernetes.io/kubelet-serving"),
+		signer("approve", "kubernetes.io/legacy-unknown"), signer("attest", "kubernetes.io/kube-apiserver-client"),
+		signer("approve", "csr-agent.io/other"), signer("approve", "csr-agent.io/*"),
+		// Requests are made by pods; the controller never makes or removes one.
+		csrs("create"), csrs("delete"), csrs("update"),
+		// No other Secret, anywhere, and its CA is read-only.
+		{verb: "get", resource: "secrets", namespace: ns, name: "other"},
+		{verb: "list", resource: "secrets", namespace: ns},
+		{verb: "watch", resource: "secrets", namespace: ns},
+		{verb: "get", resource: "secrets", namespace: "kube-system", name: "any"},
+		{verb: "list", resource: "secrets"},
+		{verb: "update", resource: "secrets", namespace: ns, name: "csr-agent-ca"},
+		{verb: "delete", resource: "secrets", namespace: ns, name: "csr-agent-ca"},
+		{verb: "create", resource: "secrets", namespace: "my-app"},
+		// Other trust bundles, other leases, writes to pods.
+		{verb: "update", group: certificates, resource: "clustertrustbundles", name: "kubernetes.io:kube-apiserver-serving:x"},
+		{verb: "delete", group: certificates, resource: "clustertrustbundles", name: "csr-agent.io:pod:ca"},
+		{verb: "update", group: "coordination.k8s.io", resource: "leases", namespace: ns, name: "other"},
+		{verb: "update", group: "coordination.k8s.io", resource: "leases", namespace: "kube-system", name: "kube-controller-manager"},
+		{verb: "update", resource: "pods", namespace: "my-app", name: "any"},
+		{verb: "create", resource: "pods", subresource: "exec", namespace: "my-app", name: "any"},
+	})
+}
