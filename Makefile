@@ -51,6 +51,11 @@ $(GOLANGCI_LINT):
 	@echo ">> installing golangci-lint $(GOLANGCI_LINT_VERSION)"
 	GOBIN=$(BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
+.PHONY: demo
+demo: $(CONTROLPLANE) build ## Run csr-agent end to end on a local control plane (KEEP=1: keep it running to explore).
+	@$(GO) build -o $(BIN)/demo ./cmd/demo
+	@$(BIN)/demo -bin $(BIN) $(if $(KEEP),-keep)
+
 .PHONY: clean
 clean: ## Remove built binaries (the control plane too).
 	rm -rf $(BIN)

@@ -217,7 +217,7 @@ func TestBuildFlagsProduceStaticStrippedBinaries(t *testing.T) {
 		if s := f.Section(".symtab"); s != nil {
 			t.Errorf("%s has a symbol table: not stripped", name)
 		}
-		f.Close()
+		_ = f.Close()
 	}
 }
 

@@ -106,10 +106,7 @@ func build(t *testing.T, dir string) (yamlOut []byte, objs []*unstructured.Unstr
 // Security warnings among them).
 func kubectl(t *testing.T, kubeconfig string, stdin []byte, args ...string) []byte {
 	t.Helper()
-	bin, err := exec.LookPath("kubectl")
-	if err != nil {
-		t.Fatal("kubectl is needed to build and apply the kustomizations: install it (https://kubernetes.io/docs/tasks/tools/)")
-	}
+	bin := kubectlPath(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
@@ -137,6 +134,27 @@ func apply(t *testing.T, env *testenv.Env, dir string) {
 	t.Helper()
 	out, _ := build(t, dir)
 	kubectl(t, env.KubeconfigFile, out, "apply", "--server-side", "--field-manager=manifests-test", "-f", "-")
+}
+
+// kubectlPath finds kubectl: next to the control plane (bin/), else in
+// PATH.
+func kubectlPath(t *testing.T) string {
+	t.Helper()
+	if dir, err := testenv.BinDir(); err == nil {
+		if p := filepath.Join(dir, "kubectl"); isExecutable(p) {
+			return p
+		}
+	}
+	p, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Fatal("kubectl builds and applies the kustomizations: put it in PATH or bin/ (https://kubernetes.io/docs/tasks/tools/)")
+	}
+	return p
+}
+
+func isExecutable(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
 }
 
 var installed struct {

@@ -1,6 +1,7 @@
 package manifests_test
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,7 +18,7 @@ func TestEveryKustomizationBuilds(t *testing.T) {
 	dirs := kustomizations(t)
 	for _, want := range []string{
 		".", "controller", "agent-rbac", "agent-rbac/example-binding",
-		"examples/native-sidecar", "examples/two-containers", "examples/statefulset",
+		"examples", "examples/native-sidecar", "examples/two-containers", "examples/statefulset",
 		"examples/client-certificate", "examples/job",
 	} {
 		if !slices.Contains(dirs, want) {
@@ -38,7 +39,7 @@ func TestEveryKustomizationIsAcceptedByTheAPIServer(t *testing.T) {
 	env := testenv.Shared(t)
 	install(t, env)
 	for _, dir := range kustomizations(t) {
-		if strings.HasPrefix(dir, "examples/") {
+		if dir == "examples" || strings.HasPrefix(dir, "examples/") {
 			t.Run(dir, func(t *testing.T) { apply(t, env, dir) })
 		}
 	}
@@ -46,6 +47,37 @@ func TestEveryKustomizationIsAcceptedByTheAPIServer(t *testing.T) {
 		out, _ := build(t, ownCAOverlay(t))
 		kubectl(t, env.KubeconfigFile, out, "apply", "--server-side", "--dry-run=server", "--field-manager=manifests-test", "-f", "-")
 	})
+}
+
+// manifests/examples lists the files of every example (see its
+// kustomization.yaml); it must hold exactly what the examples hold.
+func TestExamplesKustomizationHoldsEveryExample(t *testing.T) {
+	ids := func(objs []*unstructured.Unstructured) map[string]bool {
+		out := map[string]bool{}
+		for _, o := range objs {
+			out[o.GetKind()+" "+o.GetNamespace()+"/"+o.GetName()] = true
+		}
+		return out
+	}
+	want := map[string]bool{}
+	for _, dir := range kustomizations(t) {
+		if strings.HasPrefix(dir, "examples/") {
+			_, objs := build(t, dir)
+			maps.Copy(want, ids(objs))
+		}
+	}
+	_, objs := build(t, "examples")
+	got := ids(objs)
+	for id := range want {
+		if !got[id] {
+			t.Errorf("manifests/examples lacks %s", id)
+		}
+	}
+	for id := range got {
+		if !want[id] {
+			t.Errorf("manifests/examples has %s, which no example has", id)
+		}
+	}
 }
 
 // ownCAOverlay writes the overlay the own-ca component documents and

@@ -7,7 +7,8 @@
 //	components/own-ca/    a kustomize component: bring your own CA Secret
 //	agent-rbac/           the ClusterRoles a pod running the agent needs
 //	agent-rbac/example-binding/  binding them to one service account
-//	examples/             native sidecar, init + sidecar, StatefulSet,
+//	examples/             every example at once; each subdirectory alone:
+//	                      native sidecar, init + sidecar, StatefulSet,
 //	                      client certificate, Job
 //
 // The Go package embeds them (FS) so that the demo (cmd/demo) runs the

@@ -35,8 +35,12 @@ func (a access) String() string {
 
 const certificates = "certificates.k8s.io"
 
-// Requests and signers both.
-func csrs(verb string) access { return access{verb: verb, group: certificates, resource: "certificatesigningrequests"} }
+// csrs is a request on CertificateSigningRequests.
+func csrs(verb string) access {
+	return access{verb: verb, group: certificates, resource: "certificatesigningrequests"}
+}
+
+// signer is a request on a signer name: approve, sign or attest.
 func signer(verb, name string) access {
 	return access{verb: verb, group: certificates, resource: "signers", name: name}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/csr-agent/csr-agent/internal/config"
+	"github.com/csr-agent/csr-agent/internal/idle"
 	"github.com/csr-agent/csr-agent/internal/notify"
 	"github.com/csr-agent/csr-agent/internal/renew"
 	"github.com/csr-agent/csr-agent/internal/status"
@@ -92,7 +92,7 @@ func (s *sidecar) run(ctx context.Context, g *errgroup.Group) error {
 	if started.Replaced {
 		s.observer.notify(ctx)
 	}
-	releaseMemory()
+	releaseMemory(ctx)
 	loop, err := renew.New(renew.Options{
 		Renewer: s.agent, Files: s.writer, Current: started.Published, RenewNow: started.RenewNow,
 		Policy: renew.Policy{Before: s.cfg.RenewBefore}, RenewLimit: s.cfg.IssueTimeout + time.Minute,
@@ -156,14 +156,16 @@ func (o *observer) Published(ctx context.Context, pub *writer.Published, why ren
 		klog.FromContext(ctx).Info("Republished", "reason", string(why), "notAfter", pub.Leaf.NotAfter)
 	}
 	o.notify(ctx)
-	releaseMemory()
+	releaseMemory(ctx)
 }
 
-// releaseMemory returns the heap freed after an issuance or a publish (key
-// generation, decoding, TLS handshakes) to the kernel now. The runtime's
-// scavenger would return it only gradually, and the agent, in every pod,
-// then sleeps for hours: its resident memory is what it holds while idle.
-func releaseMemory() { debug.FreeOSMemory() }
+// releaseMemory gives memory back before the agent sleeps (package idle):
+// in every pod, the agent's cost is what it holds while idle.
+func releaseMemory(ctx context.Context) {
+	if err := idle.Release(); err != nil {
+		klog.FromContext(ctx).V(1).Info("Some memory could not be given back", "error", err.Error())
+	}
+}
 
 // notify runs the notification hooks; a failure is reported, and the agent
 // carries on: the files are in place either way. The hooks run to the end

@@ -129,7 +129,7 @@ func run(ctx context.Context, opts options) (err error) {
 	}
 	seen, cancelSeen := context.WithTimeout(ctx, 30*time.Second)
 	defer cancelSeen()
-	if err := tl.waitIssued(seen, 2); err != nil {
+	if err := tl.waitSettled(seen, 2); err != nil {
 		return err
 	}
 	summarize(u, tl.snapshot(), first, renewed, certDir)
@@ -173,8 +173,11 @@ func waitForCA(ctx context.Context, u *ui, cluster *localcluster.Cluster, contro
 		return cause(ctx, err)
 	}
 	anchors, err := parseCerts([]byte(ctb.Spec.TrustBundle))
-	if err != nil || len(anchors) == 0 {
-		return fmt.Errorf("ClusterTrustBundle %s holds no CA: %v", name, err)
+	if err != nil {
+		return fmt.Errorf("reading ClusterTrustBundle %s: %w", name, err)
+	}
+	if len(anchors) == 0 {
+		return fmt.Errorf("ClusterTrustBundle %s holds no CA", name)
 	}
 	u.info("it created its CA %q and published it as ClusterTrustBundle %s, after %s",
 		anchors[0].Subject.CommonName, name, time.Since(started).Round(100*time.Millisecond))

@@ -50,7 +50,10 @@ func startProcess(name, path string, args, env []string, logPath string) (*proce
 
 // exitedEarly is the error of a program that ended before it was stopped.
 func (p *process) exitedEarly() error {
-	return fmt.Errorf("%s exited: %v\n%s", p.name, p.err, p.logTail())
+	if p.err == nil {
+		return fmt.Errorf("%s exited with status 0 before it was stopped\n%s", p.name, p.logTail())
+	}
+	return fmt.Errorf("%s exited: %w\n%s", p.name, p.err, p.logTail())
 }
 
 // stop sends SIGTERM and waits for the exit; the programs treat SIGTERM as

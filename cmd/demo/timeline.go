@@ -45,26 +45,27 @@ type timeline struct {
 
 func newTimeline(u *ui) *timeline { return &timeline{ui: u, changed: make(chan struct{})} }
 
-// waitIssued waits until n requests were issued: the agent may publish and
-// notify before the watch brings the last events of its request.
-func (tl *timeline) waitIssued(ctx context.Context, n int) error {
+// waitSettled waits until n requests were issued and deleted: the agent
+// publishes and notifies the app before the watch brings the last events of
+// its request, and deletes the request after that.
+func (tl *timeline) waitSettled(ctx context.Context, n int) error {
 	for {
 		tl.mu.Lock()
-		issued := 0
+		settled := 0
 		for _, r := range tl.requests {
-			if r.issued {
-				issued++
+			if r.issued && r.deleted {
+				settled++
 			}
 		}
 		changed := tl.changed
 		tl.mu.Unlock()
-		if issued >= n {
+		if settled >= n {
 			return nil
 		}
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return fmt.Errorf("waiting to see %d issued CSRs, saw %d: %w", n, issued, ctx.Err())
+			return fmt.Errorf("waiting to see %d CSRs issued and deleted, saw %d: %w", n, settled, ctx.Err())
 		}
 	}
 }
@@ -137,6 +138,7 @@ func (tl *timeline) deleted(obj any) {
 	}
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
+	defer tl.notify()
 	if r := tl.find(csr.UID); r != nil && !r.deleted {
 		r.deleted = true
 		tl.ui.event("CSR %s deleted: the agent removes its request once the certificate is on disk", r.name)

@@ -1,0 +1,28 @@
+// Package idle gives memory back to the kernel before the agent goes to
+// sleep until its next renewal.
+//
+// The agent runs in every pod of a cluster and is idle almost all the time,
+// so what it keeps resident while idle is what it costs. Measured on the
+// sidecar (sleeping, HTTP endpoint and trust-bundle watch on), about 3.7 MiB
+// of its 15.6 MiB resident set was its own memory; the other 12 MiB were
+// pages of its program file, mapped while it started and issued (the kernel
+// maps 64 KiB around every page fault) and kept mapped ever after. Release
+// drops both the heap freed since the last burst of work and those program
+// pages: the idle sidecar then holds 6.3 MiB, and 9.8 MiB once the
+// runtime's periodic garbage collection and the API connection's health
+// checks have faulted their code back in. What runs at the next renewal
+// faults back in from the page cache, or from the image if the kernel has
+// reclaimed it meanwhile: a few milliseconds, once per renewal.
+package idle
+
+import "runtime/debug"
+
+// Release returns the freed heap to the kernel, then asks it to reclaim the
+// pages of the program that this process alone maps (shared ones are left
+// alone). Call it after a burst of work, before sleeping. The error is only
+// informative: a kernel without MADV_PAGEOUT (before 5.4) keeps the pages.
+func Release() error {
+	// The runtime's scavenger would return freed memory only gradually.
+	debug.FreeOSMemory()
+	return pageOutProgram()
+}
