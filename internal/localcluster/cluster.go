@@ -49,6 +49,12 @@ type Options struct {
 	// BinDir holds etcd, kube-apiserver and kube-controller-manager;
 	// default: BinDir().
 	BinDir string
+	// APIServerFlags are extra kube-apiserver flags, name (without "--")
+	// to value, e.g. an audit log for the benchmarks.
+	APIServerFlags map[string]string
+	// ControllerManagerArgs are extra kube-controller-manager arguments,
+	// e.g. "--kube-api-qps=500"; RestartControllerManager replaces them.
+	ControllerManagerArgs []string
 }
 
 // Cluster is a running control plane.
@@ -67,6 +73,7 @@ type Cluster struct {
 	// Dir is a scratch directory removed when the control plane stops.
 	Dir string
 
+	bin  string
 	env  *envtest.Environment
 	kcm  *controllerManager
 	ca   *clusterCA
@@ -93,7 +100,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating scratch dir: %w", err)
 	}
-	c := &Cluster{Dir: dir}
+	c := &Cluster{Dir: dir, bin: bin}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, c.Stop())
@@ -124,6 +131,9 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	// shutdown timeout; this is the mode HA control planes run in: drain
 	// ordinary requests, then give clients 2s to go.
 	api.Configure().Set("shutdown-send-retry-after", "true")
+	for name, value := range opts.APIServerFlags {
+		api.Configure().Set(name, value)
+	}
 
 	if c.Config, err = c.env.Start(); err != nil {
 		return nil, fmt.Errorf("starting etcd and kube-apiserver: %w", err)
@@ -135,7 +145,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if c.KubeconfigFile, err = writeKubeconfig(filepath.Join(dir, "admin.kubeconfig"), c.Config); err != nil {
 		return nil, err
 	}
-	if c.kcm, err = startControllerManager(c, bin); err != nil {
+	if c.kcm, err = startControllerManager(c, bin, opts.ControllerManagerArgs); err != nil {
 		return nil, err
 	}
 	if err := c.waitControllerManager(ctx); err != nil {
@@ -163,6 +173,21 @@ func (c *Cluster) waitControllerManager(ctx context.Context) error {
 		return fmt.Errorf("waiting for kube-controller-manager: %w\n%s", err, c.kcm.logTail())
 	}
 	return nil
+}
+
+// RestartControllerManager stops kube-controller-manager and starts it
+// again with args added to its usual flags (nothing else changes), and
+// returns once it has synced.
+func (c *Cluster) RestartControllerManager(ctx context.Context, args ...string) error {
+	if err := c.kcm.stop(); err != nil {
+		return err
+	}
+	kcm, err := startControllerManager(c, c.bin, args)
+	if err != nil {
+		return err
+	}
+	c.kcm = kcm
+	return c.waitControllerManager(ctx)
 }
 
 // Stop stops every process of the control plane and removes its files.

@@ -34,7 +34,7 @@ type controllerManager struct {
 	exitErr error
 }
 
-func startControllerManager(c *Cluster, bin string) (*controllerManager, error) {
+func startControllerManager(c *Cluster, bin string, extraArgs []string) (*controllerManager, error) {
 	dir := filepath.Join(c.Dir, "kube-controller-manager")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating controller manager dir: %w", err)
@@ -62,16 +62,17 @@ func startControllerManager(c *Cluster, bin string) (*controllerManager, error) 
 	if err != nil {
 		return nil, fmt.Errorf("creating controller manager log: %w", err)
 	}
-	m.cmd = exec.Command(filepath.Join(bin, "kube-controller-manager"),
-		"--kubeconfig="+kubeconfig,
-		"--controllers="+strings.Join(controllers, ","),
-		"--cluster-signing-cert-file="+filepath.Join(dir, "cluster-ca.crt"),
-		"--cluster-signing-key-file="+filepath.Join(dir, "cluster-ca.key"),
-		"--root-ca-file="+filepath.Join(dir, "server-ca.crt"),
+	args := []string{
+		"--kubeconfig=" + kubeconfig,
+		"--controllers=" + strings.Join(controllers, ","),
+		"--cluster-signing-cert-file=" + filepath.Join(dir, "cluster-ca.crt"),
+		"--cluster-signing-key-file=" + filepath.Join(dir, "cluster-ca.key"),
+		"--root-ca-file=" + filepath.Join(dir, "server-ca.crt"),
 		"--leader-elect=false",
 		"--secure-port=0",
 		"--concurrent-service-endpoint-syncs=5",
-	)
+	}
+	m.cmd = exec.Command(filepath.Join(bin, "kube-controller-manager"), append(args, extraArgs...)...)
 	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
 	if err := m.cmd.Start(); err != nil {
 		_ = logFile.Close()

@@ -1,0 +1,152 @@
+// Command bench measures csr-agent against its references on a local
+// control plane and writes the results into BENCHMARKS.md: `make bench`
+// (full, about 12 minutes on 2 cores) or `make bench-smoke` (seconds, for
+// CI; it checks that every benchmark runs and asserts no timing).
+//
+// Usage:
+//
+//	go run ./hack/bench [-short] [-out FILE] [benchmark ...]
+//
+// The benchmarks (default: all, in this order):
+//
+//	footprint  binary size and idle RSS of `agent sidecar` vs the reference
+//	           requester (hack/bench/reference: client-go's
+//	           util/certificate/csr over the full Clientset), and the API
+//	           requests each makes while idle, counted from the audit log
+//	latency    `agent init` start → valid files on disk, agent and reference
+//	           interleaved, both served by the bundled controller
+//	burst      1000 pod-bound requests at once: the controller vs
+//	           kube-controller-manager's signer at default and raised QPS
+//	rotation   an HTTPS server reading the agent's files under continuous
+//	           handshakes while the sidecar rotates 100 certificates
+//	spread     renewal deadlines of 10,000 certificates issued in the same
+//	           second, by the agent's own deadline function
+//
+// Every benchmark of a run shares one control plane (etcd, kube-apiserver
+// with an audit log, kube-controller-manager) and one controller; each
+// comparison runs its reference in the same run. -out FILE (default: none,
+// results on stdout only) replaces, in FILE, the section of each benchmark
+// that ran and the machine section, and keeps everything else.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"syscall"
+	"time"
+)
+
+var order = []string{"footprint", "latency", "burst", "rotation", "spread"}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	code := runMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	flags := flag.NewFlagSet("bench", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	short := flags.Bool("short", false, "smoke: tiny sizes and windows; numbers are not meaningful")
+	out := flags.String("out", "", "markdown file to write the results into (sections replaced in place)")
+	if err := flags.Parse(args); err != nil {
+		return 2
+	}
+	names := flags.Args()
+	if len(names) == 0 {
+		names = order
+	}
+	for _, n := range names {
+		if !slices.Contains(order, n) {
+			fmt.Fprintf(stderr, "unknown benchmark %q; known: %v\n", n, order)
+			return 2
+		}
+	}
+	if err := run(ctx, runOptions{names: names, short: *short, out: *out, stdout: stdout}); err != nil {
+		fmt.Fprintf(stderr, "bench: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+type runOptions struct {
+	names  []string
+	short  bool
+	out    string
+	stdout io.Writer
+}
+
+func run(ctx context.Context, o runOptions) (err error) {
+	started := time.Now()
+	logf := func(format string, a ...any) {
+		fmt.Fprintf(o.stdout, "[%5.1fs] %s\n", time.Since(started).Seconds(), fmt.Sprintf(format, a...))
+	}
+	work, err := os.MkdirTemp("", "csr-agent-bench-")
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, os.RemoveAll(work)) }()
+
+	var e *env
+	if slices.ContainsFunc(o.names, func(n string) bool { return n != "spread" }) {
+		if e, err = setup(ctx, work, logf); err != nil {
+			if e != nil {
+				err = errors.Join(err, e.stop())
+			}
+			return err
+		}
+		defer func() { err = errors.Join(err, e.stop()) }()
+	}
+	mode := "full"
+	if o.short {
+		mode = "short"
+	}
+	var results []*result
+	for _, name := range order {
+		if !slices.Contains(o.names, name) {
+			continue
+		}
+		logf("benchmark %s (%s)", name, mode)
+		var r *result
+		var err error
+		switch name {
+		case "footprint":
+			r, err = benchFootprint(ctx, e, o.short, logf)
+		case "latency":
+			r, err = benchLatency(ctx, e, o.short, logf)
+		case "burst":
+			r, err = benchBurst(ctx, e, o.short, logf)
+		case "rotation":
+			r, err = benchRotation(ctx, e, o.short, logf)
+		case "spread":
+			r, err = benchSpread(o.short)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		r.name, r.command = name, command(name, o.short)
+		fmt.Fprintln(o.stdout, r.markdown())
+		results = append(results, r)
+		if o.out != "" {
+			if err := writeReport(o.out, machine(ctx, mode, started), results); err != nil {
+				return err
+			}
+		}
+	}
+	logf("done")
+	return nil
+}
+
+func command(name string, short bool) string {
+	if short {
+		return "go run ./hack/bench -short " + name
+	}
+	return "go run ./hack/bench -out BENCHMARKS.md " + name
+}
