@@ -40,7 +40,9 @@ func (r *result) markdown() string {
 	b.WriteString("| metric | csr-agent | reference | ratio | goal | met |\n|---|---|---|---|---|---|\n")
 	for _, w := range r.rows {
 		met := "yes"
-		if !w.met {
+		if w.goal == "–" {
+			met = "–"
+		} else if !w.met {
 			met = "**NO**"
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", w.metric, w.ours, w.reference, w.ratio, w.goal, met)

@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
+	certificatesv1 "github.com/csr-agent/csr-agent/internal/kube/certv1"
 	"github.com/go-logr/logr/funcr"
-	certificatesv1 "k8s.io/api/certificates/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"

@@ -12,7 +12,7 @@ import (
 	"fmt"
 	"io"
 
-	certificatesv1 "k8s.io/api/certificates/v1"
+	certificatesv1 "github.com/csr-agent/csr-agent/internal/kube/certv1"
 	certutil "k8s.io/client-go/util/cert"
 
 	"github.com/csr-agent/csr-agent/internal/config"

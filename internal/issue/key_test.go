@@ -13,7 +13,7 @@ import (
 	"slices"
 	"testing"
 
-	certificatesv1 "k8s.io/api/certificates/v1"
+	certificatesv1 "github.com/csr-agent/csr-agent/internal/kube/certv1"
 
 	"github.com/csr-agent/csr-agent/internal/config"
 	"github.com/csr-agent/csr-agent/internal/identity"

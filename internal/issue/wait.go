@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"sync/atomic"
 
-	certificatesv1 "k8s.io/api/certificates/v1"
+	certificatesv1 "github.com/csr-agent/csr-agent/internal/kube/certv1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"

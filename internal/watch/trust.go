@@ -4,7 +4,7 @@ import (
 	"context"
 	"sync"
 
-	certificatesv1 "k8s.io/api/certificates/v1"
+	certificatesv1 "github.com/csr-agent/csr-agent/internal/kube/certv1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"

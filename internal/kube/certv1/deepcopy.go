@@ -86,4 +86,3 @@ func (in *ClusterTrustBundleList) DeepCopyObject() runtime.Object {
 	}
 	return out
 }
-

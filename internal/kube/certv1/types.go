@@ -126,3 +126,8 @@ type ClusterTrustBundleList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ClusterTrustBundle `json:"items"`
 }
+
+// Resource qualifies a resource name with the group, for API errors.
+func Resource(resource string) schema.GroupResource {
+	return SchemeGroupVersion.WithResource(resource).GroupResource()
+}

@@ -1,0 +1,277 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+
+	"github.com/csr-agent/csr-agent/internal/localcluster"
+)
+
+const kcmSigner = "kubernetes.io/kube-apiserver-client"
+
+// kcmRaised are the kube-controller-manager flags of the raised-QPS run
+// (its defaults are 20 and 30).
+var kcmRaised = []string{"--kube-api-qps=500", "--kube-api-burst=1000"}
+
+// benchBurst is benchmark 4: n pods request at once; the bundled
+// controller approves (full policy check) and signs. Then, on the same
+// control plane, n requests to kube-controller-manager's signer, approved by
+// the requester right after creating them, at KCM's default client QPS and
+// with it raised.
+func benchBurst(ctx context.Context, e *env, short bool, logf func(string, ...any)) (*result, error) {
+	n := 1000
+	if short {
+		n = 50
+	}
+	ns, err := e.cluster.NewNamespace(ctx)
+	if err != nil {
+		return nil, err
+	}
+	started := time.Now()
+	pods := make([]*localcluster.Pod, n)
+	if err := parallel(n, 32, func(i int) error {
+		p, err := e.newPod(ctx, ns)
+		pods[i] = p
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	podsTook := time.Since(started).Round(100 * time.Millisecond)
+	logf("%d pods with pod-bound tokens created in %s", n, podsTook)
+
+	// Everything a requester needs is ready before the clock starts: keys,
+	// requests and clients.
+	ours := make([]func(context.Context) error, n)
+	kcm := make([]func(context.Context, string) error, n)
+	for i, pod := range pods {
+		client, err := kubernetes.NewForConfig(pod.Config)
+		if err != nil {
+			return nil, err
+		}
+		dns := podDNSName(pod)
+		csrPEM, err := csrFor(pkix.Name{CommonName: dns}, []string{dns}, []net.IP{net.ParseIP(pod.IPs[0])})
+		if err != nil {
+			return nil, err
+		}
+		obj := csrObject(fmt.Sprintf("burst-pod-%d", i), "ours", signerName, csrPEM, certificatesv1.UsageServerAuth)
+		ours[i] = func(ctx context.Context) error {
+			_, err := client.CertificatesV1().CertificateSigningRequests().Create(ctx, obj, metav1.CreateOptions{})
+			return err
+		}
+		clientPEM, err := csrFor(pkix.Name{CommonName: fmt.Sprintf("bench-client-%d", i)}, nil, nil)
+		if err != nil {
+			return nil, err
+		}
+		kcm[i] = func(ctx context.Context, run string) error {
+			obj := csrObject(fmt.Sprintf("burst-%s-%d", run, i), run, kcmSigner, clientPEM, certificatesv1.UsageClientAuth)
+			admin := e.cluster.Client.CertificatesV1().CertificateSigningRequests()
+			created, err := admin.Create(ctx, obj, metav1.CreateOptions{})
+			if err != nil {
+				return err
+			}
+			created.Status.Conditions = append(created.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
+				Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: "Bench", Message: "pre-approved by the benchmark",
+			})
+			_, err = admin.UpdateApproval(ctx, created.Name, created, metav1.UpdateOptions{})
+			return err
+		}
+	}
+
+	runs := []struct {
+		label string
+		do    func(ctx context.Context, i int) error
+	}{
+		{"ours", func(ctx context.Context, i int) error { return ours[i](ctx) }},
+		{"kcm-default", func(ctx context.Context, i int) error { return kcm[i](ctx, "kcm-default") }},
+		{"kcm-raised", func(ctx context.Context, i int) error { return kcm[i](ctx, "kcm-raised") }},
+	}
+	stats := map[string]burstStats{}
+	for _, run := range runs {
+		if run.label == "kcm-raised" {
+			logf("restarting kube-controller-manager with %v", kcmRaised)
+			if err := e.cluster.RestartControllerManager(ctx, kcmRaised...); err != nil {
+				return nil, err
+			}
+		}
+		s, err := burstOnce(ctx, e, run.label, n, run.do)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", run.label, err)
+		}
+		logf("%s: all %d issued in %s (p50 %s, p99 %s)", run.label, n, ms(s.total), ms(s.p50), ms(s.p99))
+		stats[run.label] = s
+	}
+	o, d, h := stats["ours"], stats["kcm-default"], stats["kcm-raised"]
+	r := &result{title: fmt.Sprintf("4. Rollout burst (%d requests at once)", n)}
+	r.add("all issued vs KCM signer, default QPS (20)", ms(o.total), ms(d.total), ratio(float64(o.total), float64(d.total)),
+		"≤ 0.10 (≥ 10× faster)", float64(o.total) <= 0.10*float64(d.total))
+	r.add("all issued vs KCM signer, QPS 500 / burst 1000", ms(o.total), ms(h.total), ratio(float64(o.total), float64(h.total)),
+		"≤ 1.25", float64(o.total) <= 1.25*float64(h.total))
+	r.add("per request p50 (vs KCM default / raised)", ms(o.p50), ms(d.p50)+" / "+ms(h.p50), "–", "–", true)
+	r.add("per request p99 (vs KCM default / raised)", ms(o.p99), ms(d.p99)+" / "+ms(h.p99), "–", "–", true)
+	r.detail("- csr-agent: %d simulated pods (created before the clock starts, %s), each creates one CSR for signer %s with its own pod-bound token, "+
+		"all released at once from %d goroutines; the controller (defaults: WORKERS 32, KUBE_API_QPS 400) checks each against the live pod "+
+		"(full policy), approves, and signs. Per request: from just before the create to the certificate seen on a watch.",
+		n, podsTook, signerName, n)
+	r.detail("- kube-controller-manager: %d CSRs for %s created by an administrator and approved right after (as a pre-approving "+
+		"approver would), all released at once; KCM's signer only signs (no policy). Its default client QPS is 20 (burst 30); the raised run "+
+		"restarts it with %v. Same control plane, same run, after the csr-agent burst.", n, kcmSigner, kcmRaised)
+	r.detail("- Requests share client-go's cached connections, so the TLS handshakes 1000 real pods would make are in neither measurement.")
+	return r, nil
+}
+
+type burstStats struct{ total, p50, p99 time.Duration }
+
+// burstOnce releases n requests at once and waits until every one is
+// issued, observed by a watch on the run's label.
+func burstOnce(ctx context.Context, e *env, label string, n int, do func(context.Context, int) error) (burstStats, error) {
+	csrs := e.cluster.Client.CertificatesV1().CertificateSigningRequests()
+	list, err := csrs.List(ctx, metav1.ListOptions{LabelSelector: "bench-run=" + label})
+	if err != nil {
+		return burstStats{}, err
+	}
+	w, err := csrs.Watch(ctx, metav1.ListOptions{LabelSelector: "bench-run=" + label, ResourceVersion: list.ResourceVersion})
+	if err != nil {
+		return burstStats{}, err
+	}
+	defer w.Stop()
+	sent := make([]time.Time, n)
+	issued := map[string]time.Time{}
+	start := make(chan struct{})
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			sent[i] = time.Now()
+			if err := do(ctx, i); err != nil {
+				errs <- err
+			}
+		})
+	}
+	t0 := time.Now()
+	close(start)
+	timeout := time.After(5 * time.Minute)
+	denied := 0
+	for len(issued)+denied < n {
+		select {
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return burstStats{}, fmt.Errorf("watch ended after %d of %d issued", len(issued), n)
+			}
+			csr, isCSR := ev.Object.(*certificatesv1.CertificateSigningRequest)
+			if !isCSR {
+				continue
+			}
+			if _, seen := issued[csr.Name]; !seen && len(csr.Status.Certificate) > 0 {
+				issued[csr.Name] = time.Now()
+			}
+			for _, c := range csr.Status.Conditions {
+				if c.Type == certificatesv1.CertificateDenied || c.Type == certificatesv1.CertificateFailed {
+					return burstStats{}, fmt.Errorf("%s %s: %s: %s", csr.Name, c.Type, c.Reason, c.Message)
+				}
+			}
+		case err := <-errs:
+			return burstStats{}, err
+		case <-timeout:
+			return burstStats{}, fmt.Errorf("%d of %d issued after 5 minutes", len(issued), n)
+		case <-ctx.Done():
+			return burstStats{}, ctx.Err()
+		}
+	}
+	wg.Wait()
+	var last time.Time
+	var each []time.Duration
+	for i := range n {
+		at := issued[burstName(label, i)]
+		last = maxTime(last, at)
+		each = append(each, at.Sub(sent[i]))
+	}
+	each = sortedCopy(each)
+	// Clean up, so that the next run's informers and watches see only theirs.
+	if err := csrs.DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "bench-run=" + label}); err != nil {
+		return burstStats{}, err
+	}
+	return burstStats{total: last.Sub(t0), p50: percentile(each, .5), p99: percentile(each, .99)}, nil
+}
+
+func burstName(label string, i int) string {
+	if label == "ours" {
+		return fmt.Sprintf("burst-pod-%d", i)
+	}
+	return fmt.Sprintf("burst-%s-%d", label, i)
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+func csrObject(name, run, signer string, csrPEM []byte, usage certificatesv1.KeyUsage) *certificatesv1.CertificateSigningRequest {
+	return &certificatesv1.CertificateSigningRequest{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"bench-run": run}},
+		Spec: certificatesv1.CertificateSigningRequestSpec{
+			Request: csrPEM, SignerName: signer, ExpirationSeconds: ptr.To(int32(24 * 3600)),
+			Usages: []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, usage},
+		},
+	}
+}
+
+func csrFor(subject pkix.Name, dns []string, ips []net.IP) ([]byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: subject, DNSNames: dns, IPAddresses: ips}, key)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
+}
+
+// parallel runs f(0..n-1) on at most workers goroutines and returns the
+// first error.
+func parallel(n, workers int, f func(int) error) error {
+	idx := make(chan int)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := range idx {
+				if err := f(i); err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+				}
+			}
+		})
+	}
+	for i := range n {
+		idx <- i
+	}
+	close(idx)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
+}
