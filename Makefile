@@ -37,8 +37,9 @@ $(BIN)/etcd: tools/etcd/go.mod tools/etcd/go.sum $(wildcard tools/etcd/*.go tool
 
 .PHONY: test
 test: $(CONTROLPLANE) ## Run unit and integration tests (-race) against a real local control plane.
+	@hack/check-no-strays.sh $(BIN) list > $(BIN)/.running-before-test
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
-	@hack/check-no-strays.sh $(BIN)
+	@hack/check-no-strays.sh $(BIN) check $(BIN)/.running-before-test
 
 .PHONY: lint
 lint: $(GOLANGCI_LINT) ## gofmt check, go vet, golangci-lint, go mod tidy check.
@@ -55,6 +56,14 @@ $(GOLANGCI_LINT):
 demo: $(CONTROLPLANE) build ## Run csr-agent end to end on a local control plane (KEEP=1: keep it running to explore).
 	@$(GO) build -o $(BIN)/demo ./cmd/demo
 	@$(BIN)/demo -bin $(BIN) $(if $(KEEP),-keep)
+
+.PHONY: bench
+bench: $(CONTROLPLANE) ## Run every benchmark (about 12 min) and write the results into BENCHMARKS.md.
+	$(GO) run ./hack/bench -out BENCHMARKS.md
+
+.PHONY: bench-smoke
+bench-smoke: $(CONTROLPLANE) ## Run every benchmark at tiny sizes (under a minute; for CI, asserts no timing).
+	$(GO) run ./hack/bench -short -out $(BIN)/bench-smoke.md
 
 .PHONY: clean
 clean: ## Remove built binaries (the control plane too).

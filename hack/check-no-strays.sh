@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
-# Fails if any process started from the given bin directory (etcd,
-# kube-apiserver, kube-controller-manager, the agent or controller under test)
-# is still running: tests must stop everything they start.
+# Usage: check-no-strays.sh BIN_DIR list > before
+#        check-no-strays.sh BIN_DIR check before
+#
+# Fails if a process started from BIN_DIR (etcd, kube-apiserver,
+# kube-controller-manager, agent, controller) is running that was not
+# running before the tests (`list`): tests must stop everything they start,
+# while a demo a developer keeps running is not the tests' business.
 set -euo pipefail
-bin=$(cd "${1:?usage: $0 BIN_DIR}" && pwd -P)
+bin=$(cd "${1:?usage: $0 BIN_DIR list|check BEFORE}" && pwd -P)
+running() {
+  for exe in /proc/[0-9]*/exe; do
+    target=$(readlink "$exe" 2>/dev/null) || continue
+    case "$target" in
+      "$bin"/*) pid=${exe#/proc/}; echo "${pid%/exe} $target" ;;
+    esac
+  done
+}
+if [ "${2:-}" = list ]; then running; exit 0; fi
+before=${3:-/dev/null}
 strays=()
-for exe in /proc/[0-9]*/exe; do
-  target=$(readlink "$exe" 2>/dev/null) || continue
-  case "$target" in
-    "$bin"/*) pid=${exe#/proc/}; strays+=("${pid%/exe} $target") ;;
-  esac
-done
+while read -r line; do
+  grep -qxF "$line" "$before" || strays+=("$line")
+done < <(running)
 # Processes tied to a test binary get SIGTERM when it exits; give them a
 # moment to finish shutting down before calling them strays.
 for _ in $(seq 1 50); do

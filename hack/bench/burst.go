@@ -16,7 +16,10 @@ import (
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
 	"k8s.io/utils/ptr"
 
 	"github.com/csr-agent/csr-agent/internal/localcluster"
@@ -144,7 +147,14 @@ func burstOnce(ctx context.Context, e *env, label string, n int, do func(context
 	if err != nil {
 		return burstStats{}, err
 	}
-	w, err := csrs.Watch(ctx, metav1.ListOptions{LabelSelector: "bench-run=" + label, ResourceVersion: list.ResourceVersion})
+	// A RetryWatcher resumes where a closed watch ended: the API server
+	// closes watches that fall behind a burst.
+	w, err := watchtools.NewRetryWatcherWithContext(ctx, list.ResourceVersion, &cache.ListWatch{
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.LabelSelector = "bench-run=" + label
+			return csrs.Watch(ctx, o)
+		},
+	})
 	if err != nil {
 		return burstStats{}, err
 	}
@@ -175,7 +185,7 @@ func burstOnce(ctx context.Context, e *env, label string, n int, do func(context
 			}
 			csr, isCSR := ev.Object.(*certificatesv1.CertificateSigningRequest)
 			if !isCSR {
-				continue
+				return burstStats{}, fmt.Errorf("watch: %s %v", ev.Type, ev.Object)
 			}
 			if _, seen := issued[csr.Name]; !seen && len(csr.Status.Certificate) > 0 {
 				issued[csr.Name] = time.Now()

@@ -5,7 +5,7 @@
 //
 // Usage:
 //
-//	go run ./hack/bench [-short] [-out FILE] [benchmark ...]
+//	go run ./hack/bench [-short] [-keep] [-out FILE] [benchmark ...]
 //
 // The benchmarks (default: all, in this order):
 //
@@ -56,6 +56,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	flags.SetOutput(stderr)
 	short := flags.Bool("short", false, "smoke: tiny sizes and windows; numbers are not meaningful")
 	out := flags.String("out", "", "markdown file to write the results into (sections replaced in place)")
+	keep := flags.Bool("keep", false, "keep the scratch directory (logs of every program, the audit log)")
 	if err := flags.Parse(args); err != nil {
 		return 2
 	}
@@ -69,7 +70,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	if err := run(ctx, runOptions{names: names, short: *short, out: *out, stdout: stdout}); err != nil {
+	if err := run(ctx, runOptions{names: names, short: *short, keep: *keep, out: *out, stdout: stdout}); err != nil {
 		fmt.Fprintf(stderr, "bench: %v\n", err)
 		return 1
 	}
@@ -79,6 +80,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 type runOptions struct {
 	names  []string
 	short  bool
+	keep   bool
 	out    string
 	stdout io.Writer
 }
@@ -92,7 +94,13 @@ func run(ctx context.Context, o runOptions) (err error) {
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, os.RemoveAll(work)) }()
+	defer func() {
+		if o.keep {
+			logf("kept %s", work)
+			return
+		}
+		err = errors.Join(err, os.RemoveAll(work))
+	}()
 
 	var e *env
 	if slices.ContainsFunc(o.names, func(n string) bool { return n != "spread" }) {

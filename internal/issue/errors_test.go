@@ -62,7 +62,7 @@ func TestRequestErrorMatchesOnlyItsOwnSentinel(t *testing.T) {
 			// As the agent returns it: wrapped by a caller.
 			err := fmt.Errorf("obtaining certificate: %w", &RequestError{Err: sentinel, CSR: "x"})
 			for _, other := range sentinels {
-				if got, want := errors.Is(err, other), other == sentinel; got != want {
+				if got, want := errors.Is(err, other), errors.Is(other, sentinel); got != want {
 					t.Errorf("errors.Is(err, %q) = %v, want %v", other, got, want)
 				}
 			}

@@ -216,14 +216,14 @@ func (f *fakeClient) DeleteCSR(_ context.Context, name string, uid types.UID) er
 
 func (f *fakeClient) WatchCSR(name string) cache.ListerWatcher {
 	return noWatchList{&cache.ListWatch{
-		ListFunc: func(metav1.ListOptions) (runtime.Object, error) {
+		ListWithContextFunc: func(context.Context, metav1.ListOptions) (runtime.Object, error) {
 			list := &certificatesv1.CertificateSigningRequestList{ListMeta: metav1.ListMeta{ResourceVersion: "1"}}
 			if csr, err := f.GetCSR(context.Background(), name); err == nil {
 				list.Items = append(list.Items, *csr)
 			}
 			return list, nil
 		},
-		WatchFunc: func(metav1.ListOptions) (watch.Interface, error) {
+		WatchFuncWithContext: func(context.Context, metav1.ListOptions) (watch.Interface, error) {
 			w := watch.NewFake()
 			f.watches <- w
 			return w, nil

@@ -53,7 +53,7 @@ func (s *FileKeyStore) Save(key crypto.Signer) error {
 	if err != nil {
 		return fmt.Errorf("saving pending key: %w", err)
 	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
+	defer func() { _ = os.Remove(tmp.Name()) }() // no-op after the rename
 	if err := tmp.Chmod(0o600); err != nil {
 		_ = tmp.Close()
 		return fmt.Errorf("saving pending key: %w", err)

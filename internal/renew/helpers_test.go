@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"sync"
 	"testing"
@@ -210,7 +211,12 @@ func start(t *testing.T, m writer.Material, mod func(*Options)) *harness {
 	ctx, cancel := context.WithCancel(t.Context())
 	h.cancel = cancel
 	go func() { h.done <- loop.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-h.done })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-h.done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("loop ended with %v", err)
+		}
+	})
 	return h
 }
 

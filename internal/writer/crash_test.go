@@ -79,8 +79,8 @@ func runAndKill(t *testing.T, dir string, delay time.Duration) {
 		t.Fatalf("helper ended (%v) before publishing: %s", err, out)
 	case <-time.After(30 * time.Second):
 		_ = cmd.Process.Kill()
-		<-exited
-		t.Fatalf("helper did not start publishing within 30s: %s", out)
+		err := <-exited
+		t.Fatalf("helper did not start publishing within 30s (%v): %s", err, out)
 	}
 
 	// Not synchronisation: the random delay is the crash point.
@@ -132,7 +132,7 @@ func TestCrashHelperPublishLoop(t *testing.T) {
 	for i := 0; ; i++ {
 		mustPublish(t, w, materials[i%2])
 		if i == 0 {
-			os.Stdout.WriteString(readyLine)
+			_, _ = os.Stdout.WriteString(readyLine)
 		}
 	}
 }

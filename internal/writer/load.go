@@ -49,7 +49,7 @@ func (w *Writer) Load() (*Published, error) {
 		p.Generation = before
 		return p, nil
 	}
-	return nil, fmt.Errorf("%w: %w (last: %v)", ErrDamaged, errChurn, err)
+	return nil, fmt.Errorf("%w: %w (last: %w)", ErrDamaged, errChurn, err)
 }
 
 // Verify reports whether the visible files are exactly what expected (from
@@ -121,11 +121,11 @@ func (w *Writer) read(base string) (*Published, error) {
 	// %v, not %w: a partly missing generation is damage, and must not
 	// satisfy errors.Is(err, fs.ErrNotExist) like ErrNotFound does.
 	if err := errors.Join(keyErr, chainErr, bundleErr); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrDamaged, err)
+		return nil, fmt.Errorf("%w: %v", ErrDamaged, err) //nolint:errorlint // see above
 	}
 	caPEM, caErr := get(o.CAFile)
 	if caErr != nil && !errors.Is(caErr, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %v", ErrDamaged, caErr)
+		return nil, fmt.Errorf("%w: %v", ErrDamaged, caErr) //nolint:errorlint // damage, not absence
 	}
 	p, err := parseMaterial(Material{KeyPEM: keyPEM, ChainPEM: chainPEM, CAPEM: caPEM}, ErrDamaged)
 	if err != nil {
@@ -141,7 +141,7 @@ func (w *Writer) read(base string) (*Published, error) {
 	}
 	if len(o.KeystorePassword) > 0 {
 		if p.Keystore, err = get(o.KeystoreFile); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrDamaged, err)
+			return nil, fmt.Errorf("%w: %v", ErrDamaged, err) //nolint:errorlint // damage, not absence
 		}
 		if err := checkKeystore(p, o.KeystorePassword); err != nil {
 			return nil, fmt.Errorf("%w: %s: %w", ErrDamaged, o.KeystoreFile, err)

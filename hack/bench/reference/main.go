@@ -99,19 +99,18 @@ func run(ctx context.Context) error {
 
 	root := ctx
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
 	name, uid, err := csr.RequestCertificateWithContext(ctx, client, csrPEM, "", signer, &duration, usages, key)
 	if err != nil {
 		return fmt.Errorf("requesting certificate: %w", err)
 	}
 	chain, err := csr.WaitForCertificate(ctx, client, name, uid)
 	if err != nil {
-		cancel()
 		return fmt.Errorf("waiting for certificate %s: %w", name, err)
 	}
 	bundles, err := client.CertificatesV1().ClusterTrustBundles().List(ctx, metav1.ListOptions{
 		FieldSelector: fields.OneTermEqualSelector("spec.signerName", signer).String(),
 	})
-	cancel()
 	if err != nil {
 		return fmt.Errorf("listing trust bundles: %w", err)
 	}
