@@ -153,6 +153,9 @@
 //	}}
 //	log.Fatal(srv.ListenAndServeTLS("", ""))
 //
+// (internal/writer's TestDocumentedReaderServesEachNewPairFromItsNextHandshake
+// runs this code against real publishes.)
+//
 // # Keystore
 //
 // With KEYSTORE_PASSWORD or KEYSTORE_PASSWORD_FILE (a mounted Secret; one
