@@ -18,6 +18,7 @@ import (
 
 	"github.com/csr-agent/csr-agent/internal/config"
 	"github.com/csr-agent/csr-agent/internal/localcluster"
+	"github.com/csr-agent/csr-agent/manifests"
 )
 
 // options configure a run of the demo.
@@ -77,7 +78,7 @@ func run(ctx context.Context, opts options) (err error) {
 	u.info("API server %s, up in %s", cluster.Config.Host, time.Since(started).Round(100*time.Millisecond))
 
 	u.step("Installing the controller's RBAC and the agent's ClusterRoles, as shipped in manifests/")
-	applied, err := applyManifests(ctx, cluster.Config,
+	applied, err := manifests.Apply(ctx, cluster.Config, fieldManager,
 		"controller/namespace.yaml", "controller/serviceaccount.yaml", "controller/rbac.yaml", "agent-rbac/clusterroles.yaml")
 	if err != nil {
 		return err

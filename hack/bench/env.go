@@ -15,6 +15,7 @@ import (
 
 	"github.com/csr-agent/csr-agent/internal/config"
 	"github.com/csr-agent/csr-agent/internal/localcluster"
+	"github.com/csr-agent/csr-agent/manifests"
 )
 
 const (
@@ -67,7 +68,7 @@ func build(ctx context.Context, out string) (agent, reference, controller string
 	return agent, reference, controller, nil
 }
 
-func setup(ctx context.Context, work string, logf func(string, ...any)) (*env, error) {
+func setup(ctx context.Context, work string, ctrlEnv []string, logf func(string, ...any)) (*env, error) {
 	e := &env{work: work, auditLog: filepath.Join(work, "audit.log")}
 	var err error
 	logf("building agent, reference and controller (CGO_ENABLED=0 -trimpath -ldflags='-s -w')")
@@ -92,7 +93,7 @@ func setup(ctx context.Context, work string, logf func(string, ...any)) (*env, e
 		return nil, err
 	}
 	logf("starting the controller")
-	if err := e.startController(ctx); err != nil {
+	if err := e.startController(ctx, ctrlEnv); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -120,7 +121,7 @@ func (e *env) stop() error {
 // shipped, and binds the agent's roles to every service account (each
 // benchmark pod has its own).
 func (e *env) install(ctx context.Context) error {
-	if _, err := applyManifests(ctx, e.cluster.Config,
+	if _, err := manifests.Apply(ctx, e.cluster.Config, fieldManager,
 		"controller/namespace.yaml", "controller/serviceaccount.yaml", "controller/rbac.yaml", "agent-rbac/clusterroles.yaml"); err != nil {
 		return err
 	}
@@ -141,7 +142,7 @@ func (e *env) install(ctx context.Context) error {
 // startController runs the controller with its defaults, as its service
 // account, with a self-signed CA, as cmd/demo does; one replica, so no
 // leader election.
-func (e *env) startController(ctx context.Context) error {
+func (e *env) startController(ctx context.Context, extra []string) error {
 	kubeconfig, err := e.cluster.ServiceAccountKubeconfig(ctx, "csr-agent-system", "csr-agent-controller", tokenTTL)
 	if err != nil {
 		return err
@@ -150,6 +151,7 @@ func (e *env) startController(ctx context.Context) error {
 		"KUBECONFIG=" + kubeconfig, "SIGNER_NAME=" + signerName, "CREATE_CA=true", "LEADER_ELECT=false",
 		"POD_NAME=bench-controller", "METRICS_ADDR=", "HEALTH_ADDR=", "LOG_FORMAT=text",
 	}
+	env = append(env, extra...)
 	if e.controller, err = startProcess("controller", e.ctrlBin, []string{"run"}, env, filepath.Join(e.work, "controller.log")); err != nil {
 		return err
 	}

@@ -151,7 +151,7 @@ func waitValid(ctx context.Context, dir string, p *process, timeout time.Duratio
 		return last == nil, nil
 	})
 	if err != nil {
-		return fmt.Errorf("waiting for a valid pair from %s in %s: %w (last: %v)\n%s", p.name, dir, err, last, p.logTail())
+		return fmt.Errorf("waiting for a valid pair from %s in %s: %w (last: %w)\n%s", p.name, dir, err, last, p.logTail())
 	}
 	return nil
 }

@@ -5,7 +5,7 @@
 //
 // Usage:
 //
-//	go run ./hack/bench [-short] [-keep] [-out FILE] [benchmark ...]
+//	go run ./hack/bench [-short] [-keep] [-out FILE] [-controller-env K=V]... [benchmark ...]
 //
 // The benchmarks (default: all, in this order):
 //
@@ -21,6 +21,11 @@
 //	           handshakes while the sidecar rotates 100 certificates
 //	spread     renewal deadlines of 10,000 certificates issued in the same
 //	           second, by the agent's own deadline function
+//
+// -keep keeps the scratch directory (every program's log, the audit log);
+// -controller-env adds a variable to the controller's environment, for
+// experiments such as KUBE_API_QPS or WORKERS (recorded runs use the
+// defaults).
 //
 // Every benchmark of a run shares one control plane (etcd, kube-apiserver
 // with an audit log, kube-controller-manager) and one controller; each
@@ -44,6 +49,9 @@ import (
 
 var order = []string{"footprint", "latency", "burst", "rotation", "spread"}
 
+// fieldManager owns what the benchmarks apply.
+const fieldManager = "csr-agent-bench"
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	code := runMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
@@ -57,6 +65,9 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	short := flags.Bool("short", false, "smoke: tiny sizes and windows; numbers are not meaningful")
 	out := flags.String("out", "", "markdown file to write the results into (sections replaced in place)")
 	keep := flags.Bool("keep", false, "keep the scratch directory (logs of every program, the audit log)")
+	var ctrlEnv []string
+	flags.Func("controller-env", "KEY=VALUE added to the controller's environment, for experiments (repeatable; recorded runs use the defaults)",
+		func(s string) error { ctrlEnv = append(ctrlEnv, s); return nil })
 	if err := flags.Parse(args); err != nil {
 		return 2
 	}
@@ -70,7 +81,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	if err := run(ctx, runOptions{names: names, short: *short, keep: *keep, out: *out, stdout: stdout}); err != nil {
+	if err := run(ctx, runOptions{names: names, short: *short, keep: *keep, out: *out, ctrlEnv: ctrlEnv, stdout: stdout}); err != nil {
 		fmt.Fprintf(stderr, "bench: %v\n", err)
 		return 1
 	}
@@ -78,11 +89,12 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 type runOptions struct {
-	names  []string
-	short  bool
-	keep   bool
-	out    string
-	stdout io.Writer
+	names   []string
+	short   bool
+	keep    bool
+	out     string
+	ctrlEnv []string
+	stdout  io.Writer
 }
 
 func run(ctx context.Context, o runOptions) (err error) {
@@ -104,7 +116,7 @@ func run(ctx context.Context, o runOptions) (err error) {
 
 	var e *env
 	if slices.ContainsFunc(o.names, func(n string) bool { return n != "spread" }) {
-		if e, err = setup(ctx, work, logf); err != nil {
+		if e, err = setup(ctx, work, o.ctrlEnv, logf); err != nil {
 			if e != nil {
 				err = errors.Join(err, e.stop())
 			}

@@ -58,7 +58,7 @@ func (p *process) running() bool {
 }
 
 func (p *process) exited() error {
-	return fmt.Errorf("%s exited (%v)\n%s", p.name, p.err, p.logTail())
+	return fmt.Errorf("%s exited (%w)\n%s", p.name, p.err, p.logTail())
 }
 
 // wait waits for the exit, at most d, and returns an error unless it was

@@ -83,11 +83,15 @@ func machine(ctx context.Context, mode string, started time.Time) string {
 	if out("git", "status", "--porcelain", "--", "cmd", "internal", "go.mod") != "" {
 		dirty = " with uncommitted changes"
 	}
+	note := ""
+	if mode == "short" {
+		note = "- short mode (smoke): tiny sizes and windows; the numbers and the \"met\" column mean nothing\n"
+	}
 	return fmt.Sprintf("### Machine and run\n\n"+
 		"- run: %s mode, started %s\n- commit: %s%s\n- CPU: %d × %s (nproc %s)\n- memory: %s\n- kernel: %s\n- Go: %s\n",
 		mode, started.UTC().Format(time.RFC3339), out("git", "rev-parse", "--short", "HEAD"), dirty,
 		runtime.NumCPU(), first("/proc/cpuinfo", "model name"), out("nproc"),
-		first("/proc/meminfo", "MemTotal"), out("uname", "-r"), out("go", "version"))
+		first("/proc/meminfo", "MemTotal"), out("uname", "-r"), out("go", "version")) + note
 }
 
 // writeReport replaces, in path, the machine section and the section of

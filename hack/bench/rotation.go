@@ -74,7 +74,7 @@ func benchRotation(ctx context.Context, e *env, short bool, logf func(string, ..
 	if err != nil {
 		return nil, err
 	}
-	defer srv.Close()
+	defer func() { _ = srv.Close() }()
 
 	// Rotations as the directory shows them: the time ..data changed and
 	// the serial it then holds.

@@ -1,4 +1,4 @@
-package main
+package manifests
 
 import (
 	"bytes"
@@ -15,16 +15,14 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
-
-	"github.com/csr-agent/csr-agent/manifests"
 )
 
-const fieldManager = "csr-agent-bench"
-
-// applyManifests applies files of manifests/ as they ship, with server-side
-// apply (the same code as cmd/demo's: the controller runs with the RBAC
-// that ships, not a copy of it).
-func applyManifests(ctx context.Context, cfg *rest.Config, files ...string) ([]string, error) {
+// Apply applies files of this package (paths relative to manifests/) with
+// server-side apply, as `kubectl apply --server-side` would, owned by
+// fieldManager, and returns "Kind name" of each object. The files are
+// applied as written: the demo and the benchmarks run with the RBAC that
+// ships, not a copy of it.
+func Apply(ctx context.Context, cfg *rest.Config, fieldManager string, files ...string) ([]string, error) {
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("building dynamic client: %w", err)
@@ -40,7 +38,7 @@ func applyManifests(ctx context.Context, cfg *rest.Config, files ...string) ([]s
 	mapper := restmapper.NewDiscoveryRESTMapper(groups)
 	var applied []string
 	for _, file := range files {
-		data, err := fs.ReadFile(manifests.FS, file)
+		data, err := fs.ReadFile(FS, file)
 		if err != nil {
 			return nil, fmt.Errorf("reading manifests/%s: %w", file, err)
 		}
