@@ -153,8 +153,8 @@
 //	}}
 //	log.Fatal(srv.ListenAndServeTLS("", ""))
 //
-// (internal/writer's TestDocumentedReaderServesEachNewPairFromItsNextHandshake
-// runs this code against real publishes.)
+// (internal/writer.Reloader is this code; its tests run it against real
+// publishes and handshakes.)
 //
 // # Keystore
 //

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/csr-agent/csr-agent/internal/writer"
 )
 
 // benchRotation is benchmark 6: an HTTPS server that reads the agent's
@@ -192,7 +194,7 @@ func benchRotation(ctx context.Context, e *env, short bool, logf func(string, ..
 	res.add("rotations no handshake saw", fmt.Sprint(unseen), "–", "–", "0", unseen == 0)
 	res.add("rotation → first handshake with the new certificate (max)", ms(maxLag), "–", "–", "≤ 1000 ms", maxLag <= time.Second)
 	res.detail("- %d HTTPS requests, each a new TLS connection, from 2 clients trusting only ca.crt and checking the pod-IP DNS name, over %s "+
-		"(%d rotations, one every %s on average); the server reads the files with the GetCertificate of cmd/agent's package doc.",
+		"(%d rotations, one every %s on average); the server reads the files with internal/writer.Reloader, the GetCertificate of cmd/agent's package doc.",
 		len(all), span.Round(time.Second), len(rotations)-1, (span / time.Duration(max(len(rotations)-1, 1))).Round(10*time.Millisecond))
 	res.detail("- A rotation is the moment inotify reports the `..data` swap to a generation with a new serial. The agent runs with CERT_DURATION=10m " +
 		"(the CSR API's minimum) and RENEW_BEFORE=9m58s: every certificate is renewed about two seconds after issuance, by the bundled controller " +
@@ -220,7 +222,7 @@ func serve(dir string) (*http.Server, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	p := &pair{dir: dir}
+	p := &writer.Reloader{Dir: dir}
 	srv := &http.Server{
 		Handler:           http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") }),
 		TLSConfig:         &tls.Config{GetCertificate: p.GetCertificate, MinVersion: tls.VersionTLS12},
@@ -229,32 +231,6 @@ func serve(dir string) (*http.Server, string, error) {
 	}
 	go func() { _ = srv.ServeTLS(ln, "", "") }()
 	return srv, ln.Addr().String(), nil
-}
-
-// pair is the reader of cmd/agent's package doc, as written there.
-type pair struct {
-	dir  string
-	mu   sync.Mutex
-	gen  string
-	cert *tls.Certificate
-}
-
-func (p *pair) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	gen, err := os.Readlink(filepath.Join(p.dir, "..data"))
-	if err == nil && gen != p.gen {
-		pem, err := os.ReadFile(filepath.Join(p.dir, gen, "tls.pem"))
-		if err == nil {
-			if c, err := tls.X509KeyPair(pem, pem); err == nil {
-				p.gen, p.cert = gen, &c
-			}
-		}
-	}
-	if p.cert == nil {
-		return nil, errors.New("no certificate yet")
-	}
-	return p.cert, nil // a failed read keeps the previous pair
 }
 
 type handshake struct {
