@@ -164,22 +164,7 @@ func (r *agentRun) terminate(t *testing.T) (int, time.Duration) {
 // namespace.
 func grantEventsRBAC(t *testing.T, env *testenv.Env, pod *testenv.Pod) {
 	t.Helper()
-	ctx := t.Context()
-	role := &rbacv1.Role{
-		ObjectMeta: metav1.ObjectMeta{Name: "agent-events", Namespace: pod.Namespace},
-		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create"}}},
-	}
-	if _, err := env.Client.RbacV1().Roles(pod.Namespace).Create(ctx, role, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	binding := &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "agent-events", Namespace: pod.Namespace},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: pod.Namespace, Name: pod.ServiceAccount}},
-	}
-	if _, err := env.Client.RbacV1().RoleBindings(pod.Namespace).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	env.GrantInNamespace(t, pod, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create"}})
 }
 
 // waitForEvents waits until the pod has Events with every reason.

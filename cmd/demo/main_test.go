@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/csr-agent/csr-agent/internal/localcluster"
+	"github.com/csr-agent/csr-agent/internal/testenv"
 )
 
 // The demo runs in the test process, so the test sees every process it
@@ -158,7 +158,7 @@ func buildPrograms(t *testing.T) string {
 // that its directories are gone.
 func assertNothingLeft(t *testing.T, text string) {
 	t.Helper()
-	if pids := children(t); len(pids) > 0 {
+	if pids := testenv.Children(os.Getpid()); len(pids) > 0 {
 		t.Errorf("processes left running: %v", pids)
 	}
 	for _, m := range regexp.MustCompile(`(/\S*csr-agent-(?:demo|cluster)-\d+)`).FindAllStringSubmatch(text, -1) {
@@ -166,34 +166,6 @@ func assertNothingLeft(t *testing.T, text string) {
 			t.Errorf("%s was not removed", m[1])
 		}
 	}
-}
-
-// children lists the live processes whose parent is this test process.
-func children(t *testing.T) []int {
-	t.Helper()
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Skip("no /proc to list processes")
-	}
-	self := strconv.Itoa(os.Getpid())
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// After the parenthesised command name: state, ppid, ...
-		s := string(stat)
-		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(fields) > 1 && fields[1] == self && fields[0] != "Z" {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }
 
 // output collects the demo's output and tells when a text appears in it.

@@ -21,7 +21,7 @@ const crashChildEnv = "TESTENV_CRASH_CHILD"
 
 func TestStopLeavesNoProcessRunning(t *testing.T) {
 	env := testenv.New(t)
-	pids := children(t, os.Getpid())
+	pids := testenv.Children(os.Getpid())
 	if len(pids) < 3 {
 		t.Fatalf("expected etcd, kube-apiserver and kube-controller-manager as children, found pids %v", pids)
 	}
@@ -29,7 +29,7 @@ func TestStopLeavesNoProcessRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, pid := range pids {
-		if alive(pid) {
+		if testenv.Alive(pid) {
 			t.Errorf("process %d still running after Stop", pid)
 		}
 	}
@@ -73,7 +73,7 @@ func TestControlPlaneStopsWhenTestProcessIsKilled(t *testing.T) {
 	defer cancel()
 	err = wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(context.Context) (bool, error) {
 		for _, pid := range pids {
-			if alive(pid) {
+			if testenv.Alive(pid) {
 				return false, nil
 			}
 		}
@@ -91,47 +91,9 @@ func TestCrashingChild(t *testing.T) {
 	}
 	testenv.New(t)
 	var b strings.Builder
-	for _, pid := range children(t, os.Getpid()) {
+	for _, pid := range testenv.Children(os.Getpid()) {
 		fmt.Fprintf(&b, " %d", pid)
 	}
 	fmt.Printf("PIDS%s\n", b.String())
 	<-t.Context().Done() // killed before it ends
-}
-
-// children lists the processes whose parent is ppid.
-func children(t *testing.T, ppid int) []int {
-	t.Helper()
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// Fields after the parenthesised command name: state, ppid, ...
-		s := string(stat)
-		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(fields) > 1 && fields[1] == strconv.Itoa(ppid) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
-// alive reports whether pid runs and is not a zombie.
-func alive(pid int) bool {
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	s := string(stat)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	return len(fields) > 0 && fields[0] != "Z"
 }

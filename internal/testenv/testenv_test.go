@@ -107,26 +107,10 @@ func TestPodBoundCSRCarriesPodIdentityAndIsSignedByBuiltInSigner(t *testing.T) {
 
 func allowCSRCreate(t *testing.T, env *testenv.Env, pod *testenv.Pod) {
 	t.Helper()
-	ctx := t.Context()
-	role := &rbacv1.ClusterRole{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: "testenv-csr-"},
-		Rules: []rbacv1.PolicyRule{{
-			APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"certificatesigningrequests"},
-			Verbs: []string{"create", "get", "watch"},
-		}},
-	}
-	role, err := env.Client.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	binding := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: "testenv-csr-"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: pod.Namespace, Name: pod.ServiceAccount}},
-	}
-	if _, err := env.Client.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	env.Grant(t, pod, rbacv1.PolicyRule{
+		APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"certificatesigningrequests"},
+		Verbs: []string{"create", "get", "watch"},
+	})
 }
 
 // waitIssued watches one CSR until the signer fills status.certificate.
