@@ -22,7 +22,7 @@ strays=()
 while read -r line; do
   grep -qxF "$line" "$before" || strays+=("$line")
 done < <(running)
-# Processes tied to a test binary get SIGTERM when it exits; give them a
+# Processes tied to a test binary are killed when it exits; give them a
 # moment to finish shutting down before calling them strays.
 for _ in $(seq 1 50); do
   alive=()

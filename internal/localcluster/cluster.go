@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,8 +38,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
-// tieEnvVar makes the control-plane binaries ask the kernel to stop them
-// when their parent exits (see tools/lifeline).
+// tieEnvVar, set to this process's ID, makes the control-plane binaries end
+// when this process is no longer their parent (see tools/lifeline).
 const tieEnvVar = "CSR_AGENT_TIE_TO_PARENT"
 
 // ErrBinariesMissing means `make controlplane` has not been run.
@@ -93,7 +94,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	} else if err := checkBinaries(bin); err != nil {
 		return nil, err
 	}
-	if err := os.Setenv(tieEnvVar, "1"); err != nil {
+	if err := os.Setenv(tieEnvVar, strconv.Itoa(os.Getpid())); err != nil {
 		return nil, fmt.Errorf("setting %s: %w", tieEnvVar, err)
 	}
 	dir, err := os.MkdirTemp("", "csr-agent-cluster-")

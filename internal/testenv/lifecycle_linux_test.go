@@ -80,7 +80,14 @@ func TestControlPlaneStopsWhenTestProcessIsKilled(t *testing.T) {
 		return true, nil
 	})
 	if err != nil {
-		t.Fatalf("control plane processes %v outlived the killed test process: %v", pids, err)
+		var survivors []string
+		for _, pid := range pids {
+			if stat, readErr := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); readErr == nil && testenv.Alive(pid) {
+				survivors = append(survivors, strings.TrimSpace(string(stat)))
+			}
+		}
+		t.Fatalf("control plane processes outlived the killed test process (%v); /proc/<pid>/stat of each survivor:\n%s",
+			err, strings.Join(survivors, "\n"))
 	}
 }
 
