@@ -80,7 +80,7 @@ func TestAgentServiceAccountCanRequestCertificatesButNotIssueThem(t *testing.T) 
 	install(t, env)
 	const ns, sa = "my-app", "my-app"
 	checkAccess(t, env, ns, sa, true, []access{
-		csrs("create"), csrs("get"), csrs("list"), csrs("watch"), csrs("delete"),
+		csrs("create"), csrs("get"), csrs("watch"), csrs("delete"),
 		{verb: "get", group: certificates, resource: "clustertrustbundles", name: "csr-agent.io:pod:ca"},
 		{verb: "list", group: certificates, resource: "clustertrustbundles"},
 		{verb: "watch", group: certificates, resource: "clustertrustbundles"},
@@ -92,7 +92,7 @@ func TestAgentServiceAccountCanRequestCertificatesButNotIssueThem(t *testing.T) 
 		// Issuing is for the controller and for people.
 		{verb: "update", group: certificates, resource: "certificatesigningrequests", subresource: "approval", name: "any"},
 		{verb: "update", group: certificates, resource: "certificatesigningrequests", subresource: "status", name: "any"},
-		csrs("update"), csrs("patch"),
+		csrs("update"), csrs("patch"), csrs("list"),
 		signer("approve", "csr-agent.io/pod"), signer("sign", "csr-agent.io/pod"),
 		signer("approve", "csr-agent.io/*"), signer("attest", "csr-agent.io/pod"),
 		signer("approve", "kubernetes.io/kube-apiserver-client"), signer("sign", "kubernetes.io/kube-apiserver-client"),

@@ -186,7 +186,7 @@ func runAgent(t *testing.T, pod *testenv.Pod, certDir string, extra ...string) (
 func grantAgentRBAC(t *testing.T, env *testenv.Env, pod *testenv.Pod) {
 	t.Helper()
 	env.Grant(t, pod,
-		rbacv1.PolicyRule{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"certificatesigningrequests"}, Verbs: []string{"create", "get", "list", "watch", "delete"}},
+		rbacv1.PolicyRule{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"certificatesigningrequests"}, Verbs: []string{"create", "get", "watch", "delete"}},
 		rbacv1.PolicyRule{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"clustertrustbundles"}, Verbs: []string{"get", "list", "watch"}},
 		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods", "services"}, Verbs: []string{"get", "list"}},
 	)

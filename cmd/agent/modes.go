@@ -19,6 +19,7 @@ func runInit(ctx context.Context, cfg *config.Agent) error {
 	if err != nil {
 		return err
 	}
+	defer d.flushEvents(ctx)
 	return d.agent.Init(ctx)
 }
 
@@ -58,6 +59,18 @@ func wire(cfg *config.Agent) (*deps, error) {
 		return nil, err
 	}
 	return &deps{api: api, writer: w, events: events, agent: a}, nil
+}
+
+// eventFlushTimeout bounds how long an exiting agent waits for its last
+// Events (an init container's CertificateIssued or CertificateDenied).
+const eventFlushTimeout = 3 * time.Second
+
+// flushEvents posts the Events still queued, for at most eventFlushTimeout,
+// even when ctx has ended (a SIGTERM).
+func (d *deps) flushEvents(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), eventFlushTimeout)
+	defer cancel()
+	d.events.Flush(ctx)
 }
 
 func newWriter(cfg *config.Agent, keystorePassword []byte) (*writer.Writer, error) {

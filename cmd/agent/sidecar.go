@@ -54,6 +54,7 @@ func runSidecar(ctx context.Context, cfg *config.Agent) error {
 	}
 	g.Go(func() error { return s.run(gctx, g) })
 	err = g.Wait()
+	d.flushEvents(ctx)
 	if ctx.Err() != nil {
 		// SIGTERM: whatever was under way was finished or abandoned, and a
 		// publish is atomic either way. Pending requests are resumed by the

@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -20,10 +21,8 @@ import (
 	"github.com/go-logr/logr/funcr"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
 	"github.com/csr-agent/csr-agent/internal/config"
@@ -150,6 +149,12 @@ type fakeClient struct {
 	deletes  []string
 	onCreate func(*certificatesv1.CertificateSigningRequest) // runs under mu on the stored object
 	watches  chan *watch.FakeWatcher
+	// watchedFrom holds the resourceVersion of every watch opened.
+	watchedFrom []string
+	// watchErr, if set, is the answer to every watch request.
+	watchErr error
+	// gone holds CSRs deleted by onCreate, for a watch to replay.
+	gone map[string]*certificatesv1.CertificateSigningRequest
 }
 
 var _ Client = (*fakeClient)(nil)
@@ -157,6 +162,7 @@ var _ Client = (*fakeClient)(nil)
 func newFakeClient() *fakeClient {
 	return &fakeClient{
 		csrs:    make(map[string]*certificatesv1.CertificateSigningRequest),
+		gone:    make(map[string]*certificatesv1.CertificateSigningRequest),
 		watches: make(chan *watch.FakeWatcher, 16),
 	}
 }
@@ -184,7 +190,15 @@ func (f *fakeClient) CreateCSR(_ context.Context, csr *certificatesv1.Certificat
 	defer f.mu.Unlock()
 	f.creates = append(f.creates, stored.DeepCopy())
 	if f.onCreate != nil {
-		f.onCreate(f.csrs[stored.Name])
+		// What onCreate does happens after the create, as a later change
+		// that a watch from the created object's resourceVersion replays.
+		f.uids++
+		later := f.csrs[stored.Name]
+		f.onCreate(later)
+		later.ResourceVersion = fmt.Sprint(f.uids)
+		if _, ok := f.csrs[stored.Name]; !ok {
+			f.gone[stored.Name] = later
+		}
 	}
 	return stored, nil
 }
@@ -214,21 +228,30 @@ func (f *fakeClient) DeleteCSR(_ context.Context, name string, uid types.UID) er
 	return nil
 }
 
-func (f *fakeClient) WatchCSR(name string) cache.ListerWatcher {
-	return noWatchList{&cache.ListWatch{
-		ListWithContextFunc: func(context.Context, metav1.ListOptions) (runtime.Object, error) {
-			list := &certificatesv1.CertificateSigningRequestList{ListMeta: metav1.ListMeta{ResourceVersion: "1"}}
-			if csr, err := f.GetCSR(context.Background(), name); err == nil {
-				list.Items = append(list.Items, *csr)
-			}
-			return list, nil
-		},
-		WatchFuncWithContext: func(context.Context, metav1.ListOptions) (watch.Interface, error) {
-			w := watch.NewFake()
-			f.watches <- w
-			return w, nil
-		},
-	}}
+// WatchCSR opens a watch the test plays events on. Like the API server, it
+// first replays a change made after opts.ResourceVersion (see onCreate).
+func (f *fakeClient) WatchCSR(_ context.Context, name string, opts metav1.ListOptions) (watch.Interface, error) {
+	w := watch.NewFakeWithChanSize(1, false)
+	f.mu.Lock()
+	f.watchedFrom = append(f.watchedFrom, opts.ResourceVersion)
+	if f.watchErr != nil {
+		f.mu.Unlock()
+		return nil, f.watchErr
+	}
+	from, _ := strconv.Atoi(opts.ResourceVersion)
+	if csr, ok := f.csrs[name]; ok && rv(csr) > from {
+		w.Modify(csr.DeepCopy())
+	} else if csr, ok := f.gone[name]; ok && rv(csr) > from {
+		w.Delete(csr.DeepCopy())
+	}
+	f.mu.Unlock()
+	f.watches <- w
+	return w, nil
+}
+
+func rv(csr *certificatesv1.CertificateSigningRequest) int {
+	n, _ := strconv.Atoi(csr.ResourceVersion)
+	return n
 }
 
 func (f *fakeClient) calls() (creates []*certificatesv1.CertificateSigningRequest, deletes []string) {
@@ -237,11 +260,12 @@ func (f *fakeClient) calls() (creates []*certificatesv1.CertificateSigningReques
 	return append(creates, f.creates...), append(deletes, f.deletes...)
 }
 
-// noWatchList makes the reflector list then watch, as the fake cannot
-// stream initial events.
-type noWatchList struct{ *cache.ListWatch }
-
-func (noWatchList) IsWatchListSemanticsUnSupported() bool { return true }
+// resourceVersions returns the resourceVersion each watch started from.
+func (f *fakeClient) resourceVersions() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.watchedFrom...)
+}
 
 // nextWatch returns the next watch the issuer opens.
 func (f *fakeClient) nextWatch(t testing.TB) *watch.FakeWatcher {

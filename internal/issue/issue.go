@@ -25,7 +25,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/tools/cache"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
@@ -47,7 +47,8 @@ type Client interface {
 	CreateCSR(ctx context.Context, csr *certificatesv1.CertificateSigningRequest) (*certificatesv1.CertificateSigningRequest, error)
 	GetCSR(ctx context.Context, name string) (*certificatesv1.CertificateSigningRequest, error)
 	DeleteCSR(ctx context.Context, name string, uid types.UID) error
-	WatchCSR(name string) cache.ListerWatcher
+	// WatchCSR watches the one CSR called name, from opts.ResourceVersion.
+	WatchCSR(ctx context.Context, name string, opts metav1.ListOptions) (watch.Interface, error)
 }
 
 // Options configure an Issuer.
@@ -192,19 +193,20 @@ func (i *Issuer) ensureCSR(ctx context.Context, req Request, key crypto.Signer) 
 			ExpirationSeconds: ptr.To(int32(req.Duration / time.Second)),
 		},
 	}
+	// Create first: a fresh request (the usual case) costs one round trip.
 	for attempt := 0; attempt < 3; attempt++ {
+		created, err := i.opts.Client.CreateCSR(ctx, want)
+		if err == nil {
+			logger.Info("Certificate requested", "dnsNames", req.Identity.DNSNames, "ips", req.Identity.IPs)
+			return created, nil
+		}
+		if !apierrors.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("creating csr %s: %w", req.Name, err)
+		}
 		existing, err := i.opts.Client.GetCSR(ctx, req.Name)
 		switch {
 		case apierrors.IsNotFound(err):
-			created, err := i.opts.Client.CreateCSR(ctx, want)
-			if apierrors.IsAlreadyExists(err) {
-				continue // raced with another copy of ourselves; look again
-			}
-			if err != nil {
-				return nil, fmt.Errorf("creating csr %s: %w", req.Name, err)
-			}
-			logger.Info("Certificate requested", "dnsNames", req.Identity.DNSNames, "ips", req.Identity.IPs)
-			return created, nil
+			continue // removed in between; create again
 		case err != nil:
 			return nil, fmt.Errorf("reading csr %s: %w", req.Name, err)
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	certificatesv1 "github.com/csr-agent/csr-agent/internal/kube/certv1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
@@ -148,4 +149,90 @@ func TestIssueRemindsHowToApproveOnEveryTick(t *testing.T) {
 		t.Fatal(o.err)
 	}
 	h.logs.waitFor(t, 1, "Certificate issued")
+}
+
+func TestIssueResumesABrokenWatchFromTheLastChangeItSaw(t *testing.T) {
+	h := newHarness(t)
+	req := testRequest()
+	done := h.issueAsync(h.ctx(t), req)
+	first := h.client.nextWatch(t)
+	csr, err := h.client.GetCSR(t.Context(), req.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	approved := withCondition(csr, certificatesv1.CertificateApproved, "AutoApproved", "by test")
+	approved.ResourceVersion = "41"
+	first.Modify(approved)
+	first.Stop() // the API server went away
+
+	second := h.client.nextWatch(t)
+	signed := h.ca.sign(t, approved)
+	signed.ResourceVersion = "42"
+	second.Modify(signed)
+	if o := await(t, done); o.err != nil {
+		t.Fatal(o.err)
+	}
+	if got := h.client.resourceVersions(); len(got) != 2 || got[0] != csr.ResourceVersion || got[1] != "41" {
+		t.Errorf("watches started from resourceVersions %v, want [%s 41]", got, csr.ResourceVersion)
+	}
+}
+
+func TestIssueReadsTheRequestAgainWhenTheWatchHistoryExpired(t *testing.T) {
+	expired := &apierrors.NewResourceExpired("too old resource version").ErrStatus
+	t.Run("signed meanwhile", func(t *testing.T) {
+		h := newHarness(t)
+		req := testRequest()
+		done := h.issueAsync(h.ctx(t), req)
+		w := h.client.nextWatch(t)
+		csr, err := h.client.GetCSR(t.Context(), req.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		signed := h.ca.sign(t, csr)
+		signed.ResourceVersion = "77"
+		h.client.mu.Lock()
+		h.client.csrs[req.Name] = signed
+		h.client.mu.Unlock()
+		w.Error(expired)
+		if o := await(t, done); o.err != nil {
+			t.Fatal(o.err)
+		}
+	})
+	t.Run("deleted meanwhile", func(t *testing.T) {
+		h := newHarness(t)
+		req := testRequest()
+		done := h.issueAsync(h.ctx(t), req)
+		w := h.client.nextWatch(t)
+		h.client.mu.Lock()
+		delete(h.client.csrs, req.Name)
+		h.client.mu.Unlock()
+		w.Error(expired)
+		checkRequestError(t, await(t, done).err, ErrDeleted, req.Name, "")
+	})
+	t.Run("still pending: watched again from the state read", func(t *testing.T) {
+		h := newHarness(t)
+		req := testRequest()
+		done := h.issueAsync(h.ctx(t), req)
+		h.client.nextWatch(t).Error(expired)
+		again := h.client.nextWatch(t)
+		csr, err := h.client.GetCSR(t.Context(), req.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again.Modify(h.ca.sign(t, csr))
+		if o := await(t, done); o.err != nil {
+			t.Fatal(o.err)
+		}
+	})
+}
+
+func TestIssueStopsWithTheAPIErrorWhenItMayNotWatch(t *testing.T) {
+	h := newHarness(t)
+	req := testRequest()
+	h.client.watchErr = apierrors.NewForbidden(csrResource, req.Name, errors.New("no watch permission"))
+	_, err := h.issuer.Issue(h.ctx(t), req)
+	var reqErr *RequestError
+	if !apierrors.IsForbidden(err) || errors.As(err, &reqErr) {
+		t.Fatalf("error = %v, want the Forbidden API error (not a verdict on the request)", err)
+	}
 }

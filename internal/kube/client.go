@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
@@ -102,12 +103,12 @@ func (c *Client) DeleteCSR(ctx context.Context, name string, uid types.UID) erro
 	return c.certs.Delete().Resource(csrResource).Name(name).Body(opts).Do(ctx).Error()
 }
 
-// WatchCSR lists and watches the one CSR called name. A single-name field
-// selector lets RBAC grant list/watch for just the agent's own requests.
-func (c *Client) WatchCSR(name string) cache.ListerWatcher {
-	return cache.NewFilteredListWatchFromClient(c.certs, csrResource, metav1.NamespaceAll, func(o *metav1.ListOptions) {
-		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
-	})
+// WatchCSR watches the one CSR called name (a metadata.name field
+// selector), from opts.ResourceVersion.
+func (c *Client) WatchCSR(ctx context.Context, name string, opts metav1.ListOptions) (watch.Interface, error) {
+	opts.Watch = true
+	opts.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
+	return c.certs.Get().Resource(csrResource).VersionedParams(&opts, metav1.ParameterCodec).Watch(ctx)
 }
 
 // TrustBundle returns the concatenated PEM of the ClusterTrustBundles that

@@ -88,9 +88,11 @@ func (c *Client) CreateEvent(ctx context.Context, pod ObjectRef, eventType, reas
 }
 
 // Recorder posts Events about the agent's Pod, so that `kubectl describe
-// pod` shows what happened to its certificate. Events are best effort: a
-// failure is logged at debug level and forgotten, and if the agent may not
-// create Events it says so once and stops trying.
+// pod` shows what happened to its certificate. Events are best effort and
+// off the critical path: Event queues and returns at once, one goroutine
+// (only while there is something to post) sends them in order, a failure is
+// logged at debug level and forgotten, and if the agent may not create Events
+// it says so once and stops trying. Flush before exiting.
 type Recorder struct {
 	client *Client
 	pod    ObjectRef
@@ -98,7 +100,24 @@ type Recorder struct {
 
 	mu        sync.Mutex
 	forbidden bool
+	backlog   []queued
+	posting   bool
+	pending   sync.WaitGroup
 }
+
+// queued is an Event waiting to be posted.
+type queued struct {
+	logger                 klog.Logger
+	eventType, reason, msg string
+	at                     time.Time
+}
+
+// maxBacklog bounds the Events kept while the API server is slow or away;
+// beyond it the oldest are dropped.
+const maxBacklog = 16
+
+// postTimeout bounds each post: a slow API server must not pile them up.
+const postTimeout = 5 * time.Second
 
 // NewRecorder returns a Recorder for pod; c defaults to the real clock.
 func NewRecorder(client *Client, pod ObjectRef, c clock.PassiveClock) *Recorder {
@@ -108,19 +127,66 @@ func NewRecorder(client *Client, pod ObjectRef, c clock.PassiveClock) *Recorder 
 	return &Recorder{client: client, pod: pod, clock: c}
 }
 
-// Event posts one Event, waiting at most 5 seconds: a slow API server must
-// not hold up the renewal loop.
+// Event queues one Event, stamped now, and returns without waiting for it.
 func (r *Recorder) Event(ctx context.Context, eventType, reason, message string) {
+	ev := queued{logger: klog.FromContext(ctx), eventType: eventType, reason: reason, msg: message, at: r.clock.Now()}
 	r.mu.Lock()
-	forbidden := r.forbidden
-	r.mu.Unlock()
-	if forbidden || ctx.Err() != nil {
+	defer r.mu.Unlock()
+	if r.forbidden {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	if len(r.backlog) == maxBacklog {
+		dropped := r.backlog[0]
+		r.backlog = r.backlog[1:]
+		r.pending.Done()
+		ev.logger.V(1).Info("Dropping an event the API server did not take in time", "reason", dropped.reason)
+	}
+	r.pending.Add(1)
+	r.backlog = append(r.backlog, ev)
+	if !r.posting {
+		r.posting = true
+		go r.drain()
+	}
+}
+
+// Flush waits until every queued Event was posted or given up on, or ctx
+// ends.
+func (r *Recorder) Flush(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		r.pending.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// drain posts the backlog in order, then ends.
+func (r *Recorder) drain() {
+	for {
+		r.mu.Lock()
+		if len(r.backlog) == 0 || r.forbidden {
+			for range r.backlog {
+				r.pending.Done()
+			}
+			r.backlog, r.posting = nil, false
+			r.mu.Unlock()
+			return
+		}
+		ev := r.backlog[0]
+		r.backlog = r.backlog[1:]
+		r.mu.Unlock()
+		r.post(ev)
+		r.pending.Done()
+	}
+}
+
+func (r *Recorder) post(ev queued) {
+	ctx, cancel := context.WithTimeout(context.Background(), postTimeout)
 	defer cancel()
-	err := r.client.CreateEvent(ctx, r.pod, eventType, reason, message, r.clock.Now())
-	logger := klog.FromContext(ctx)
+	err := r.client.CreateEvent(ctx, r.pod, ev.eventType, ev.reason, ev.msg, ev.at)
 	switch {
 	case err == nil:
 	case apierrors.IsForbidden(err):
@@ -129,10 +195,10 @@ func (r *Recorder) Event(ctx context.Context, eventType, reason, message string)
 		r.forbidden = true
 		r.mu.Unlock()
 		if first {
-			logger.Info("Not allowed to create Events; the pod's events will not show the certificate's story (grant create on events in this namespace)",
+			ev.logger.Info("Not allowed to create Events; the pod's events will not show the certificate's story (grant create on events in this namespace)",
 				"namespace", r.pod.Namespace)
 		}
 	default:
-		logger.V(1).Info("Posting an event failed", "reason", reason, "error", err.Error())
+		ev.logger.V(1).Info("Posting an event failed", "reason", ev.reason, "error", err.Error())
 	}
 }

@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -18,6 +19,8 @@ import (
 
 // fakeAPI answers event POSTs with status and records their bodies.
 type fakeAPI struct {
+	// hold, if set, keeps each request waiting until it is closed.
+	hold   chan struct{}
 	mu     sync.Mutex
 	status int
 	bodies []map[string]any
@@ -25,6 +28,9 @@ type fakeAPI struct {
 }
 
 func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if f.hold != nil {
+		<-f.hold
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	raw, _ := io.ReadAll(r.Body)
@@ -57,6 +63,7 @@ func TestEventNamesThePodAndTheReason(t *testing.T) {
 	api := &fakeAPI{status: http.StatusCreated}
 	r := newRecorder(t, api)
 	r.Event(t.Context(), EventWarning, "CertificateDenied", "denied by policy: "+strings.Repeat("x", 2000))
+	r.Flush(t.Context())
 	if len(api.bodies) != 1 || api.paths[0] != "POST /api/v1/namespaces/shop/events" {
 		t.Fatalf("requests %v", api.paths)
 	}
@@ -85,10 +92,36 @@ func TestForbiddenEventsAreReportedOnceAndNotRetried(t *testing.T) {
 	for range 3 {
 		r.Event(ctx, EventNormal, "CertificateIssued", "issued")
 	}
+	r.Flush(t.Context())
 	if len(api.paths) != 1 {
 		t.Errorf("%d requests, want 1: the agent must stop once it knows it may not", len(api.paths))
 	}
 	if len(lines) != 1 || !strings.Contains(lines[0], "Not allowed to create Events") {
 		t.Errorf("logged %q, want one line saying so", lines)
 	}
+}
+
+func TestEventsDoNotWaitForTheAPIServerAndArriveInOrder(t *testing.T) {
+	api := &fakeAPI{status: http.StatusCreated, hold: make(chan struct{})}
+	r := newRecorder(t, api)
+	// With the API server holding every request, Event must still return.
+	r.Event(t.Context(), EventNormal, "CertificateRequested", "requested")
+	r.Event(t.Context(), EventNormal, "CertificateIssued", "issued")
+	close(api.hold)
+	r.Flush(t.Context())
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	if len(api.bodies) != 2 || api.bodies[0]["reason"] != "CertificateRequested" || api.bodies[1]["reason"] != "CertificateIssued" {
+		t.Errorf("posted %v, want CertificateRequested then CertificateIssued", api.bodies)
+	}
+}
+
+func TestFlushGivesUpWhenItsContextEnds(t *testing.T) {
+	api := &fakeAPI{status: http.StatusCreated, hold: make(chan struct{})}
+	r := newRecorder(t, api)
+	t.Cleanup(func() { close(api.hold) })
+	r.Event(t.Context(), EventNormal, "CertificateIssued", "issued")
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	r.Flush(ctx) // returns although the post is still held
 }
