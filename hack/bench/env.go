@@ -125,10 +125,21 @@ func (e *env) install(ctx context.Context) error {
 		"controller/namespace.yaml", "controller/serviceaccount.yaml", "controller/rbac.yaml", "agent-rbac/clusterroles.yaml"); err != nil {
 		return err
 	}
+	// The reference waits as client-go's WaitForCertificate does, with an
+	// informer that lists before it watches; the agent's role has no list.
+	listCSRs := &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: "bench:reference"},
+		Rules: []rbacv1.PolicyRule{{
+			APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"certificatesigningrequests"}, Verbs: []string{"list"},
+		}},
+	}
+	if _, err := e.cluster.Client.RbacV1().ClusterRoles().Create(ctx, listCSRs, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating %s: %w", listCSRs.Name, err)
+	}
 	subjects := []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "system:serviceaccounts"}}
-	for _, role := range []string{"csr-agent", "csr-agent-namespace"} {
+	for _, role := range []string{"csr-agent", "csr-agent-namespace", listCSRs.Name} {
 		crb := &rbacv1.ClusterRoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: "bench:" + role},
+			ObjectMeta: metav1.ObjectMeta{Name: "bench:binding:" + role},
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
 			Subjects:   subjects,
 		}

@@ -122,17 +122,30 @@ func (a *Agent) Init(ctx context.Context) error {
 // Obtain requests a certificate for id and publishes it.
 func (a *Agent) Obtain(ctx context.Context, id identity.Identity) (*writer.Published, error) {
 	start := a.clock.Now()
-	res, err := a.request(ctx, id)
+	res, ca, err := a.requestWithCA(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	ca := a.trustBundle(ctx, res)
 	pub, err := a.writer.Publish(writer.Material{KeyPEM: res.KeyPEM, ChainPEM: res.ChainPEM, CAPEM: ca})
 	if err != nil {
 		return nil, fmt.Errorf("publishing certificate to %s: %w", a.cfg.CertDir, err)
 	}
 	a.published(ctx, res, pub, "CertificateIssued", a.clock.Since(start))
 	return pub, nil
+}
+
+// requestWithCA asks for a certificate for id and, while the signer works,
+// reads the CA bundle for ca.crt: it does not depend on the answer, and
+// reading it afterwards would add a round trip to every issuance.
+func (a *Agent) requestWithCA(ctx context.Context, id identity.Identity) (*issue.Result, []byte, error) {
+	fetched := make(chan []byte, 1)
+	go func() { fetched <- a.CABundle(ctx) }()
+	res, err := a.request(ctx, id)
+	ca := <-fetched
+	if err != nil {
+		return nil, nil, err
+	}
+	return res, a.trustBundle(ctx, res, ca), nil
 }
 
 // request asks for a certificate for id, and tells the pod's events that it

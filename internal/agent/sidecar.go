@@ -113,11 +113,10 @@ func (a *Agent) Renew(ctx context.Context, current *writer.Published) (*renew.Re
 			}
 		}
 	}
-	res, err := a.request(ctx, id)
+	res, ca, err := a.requestWithCA(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	ca := a.trustBundle(ctx, res)
 	return &renew.Renewal{
 		Material: writer.Material{KeyPEM: res.KeyPEM, ChainPEM: res.ChainPEM, CAPEM: ca},
 		Done: func(ctx context.Context, pub *writer.Published) {

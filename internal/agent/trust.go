@@ -23,10 +23,11 @@ const CertManagerCAAnnotation = "experimental.cert-manager.io/ca"
 //  3. the experimental.cert-manager.io/ca annotation on the CSR, when
 //     cert-manager signed it.
 //
-// With none of them, ca.crt is not written and a warning says why.
-func (a *Agent) trustBundle(ctx context.Context, res *issue.Result) []byte {
-	if ca := a.CABundle(ctx); ca != nil {
-		return ca
+// fetched is what CABundle returned (sources 1 and 2), read while the signer
+// worked. With none of them, ca.crt is not written and a warning says why.
+func (a *Agent) trustBundle(ctx context.Context, res *issue.Result, fetched []byte) []byte {
+	if fetched != nil {
+		return fetched
 	}
 	if v, ok := res.CSR.Annotations[CertManagerCAAnnotation]; ok {
 		if data, err := base64.StdEncoding.DecodeString(v); err == nil && isPEMCerts(data) {

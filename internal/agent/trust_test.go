@@ -65,7 +65,7 @@ func TestTrustBundleTakesTheFirstSourceThatHasOne(t *testing.T) {
 				res.CSR.Annotations = map[string]string{CertManagerCAAnnotation: *tc.annotation}
 			}
 			var logs logCapture
-			got := a.trustBundle(logs.context(t), res)
+			got := a.trustBundle(logs.context(t), res, a.CABundle(logs.context(t)))
 			if !bytes.Equal(got, tc.want) {
 				t.Errorf("trustBundle =\n%s\nwant\n%s", got, tc.want)
 			}

@@ -43,7 +43,8 @@ func (s *FileKeyStore) Load() (crypto.Signer, error) {
 	return key, nil
 }
 
-// Save writes the key atomically (temporary file, fsync, rename).
+// Save writes the key atomically (temporary file, rename). It is not
+// fsynced: after a power cut, a torn pending key only means a new request.
 func (s *FileKeyStore) Save(key crypto.Signer) error {
 	data, err := EncodeKey(key)
 	if err != nil {
@@ -59,10 +60,6 @@ func (s *FileKeyStore) Save(key crypto.Signer) error {
 		return fmt.Errorf("saving pending key: %w", err)
 	}
 	if _, err := tmp.Write(data); err != nil {
-		_ = tmp.Close()
-		return fmt.Errorf("saving pending key: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
 		_ = tmp.Close()
 		return fmt.Errorf("saving pending key: %w", err)
 	}

@@ -112,11 +112,16 @@ func (c *Client) WatchCSR(ctx context.Context, name string, opts metav1.ListOpti
 }
 
 // TrustBundle returns the concatenated PEM of the ClusterTrustBundles that
-// the signer publishes for signerName, or nil if there are none.
+// the signer publishes for signerName, or nil if there are none. It is read
+// from the API server's cache (resourceVersion 0) rather than as a
+// consistent read, which waits for the cache to catch up with etcd: a
+// bundle a moment old is fine, since a signer publishes the new CA next to
+// the old one before it signs with it, and the sidecar follows the bundle.
 func (c *Client) TrustBundle(ctx context.Context, signerName string) ([]byte, error) {
 	list := &certificatesv1.ClusterTrustBundleList{}
 	err := c.certs.Get().Resource("clustertrustbundles").
 		Param("fieldSelector", fields.OneTermEqualSelector("spec.signerName", signerName).String()).
+		Param("resourceVersion", "0").
 		Do(ctx).Into(list)
 	if err != nil {
 		return nil, err

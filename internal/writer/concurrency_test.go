@@ -57,8 +57,8 @@ func TestReadersNeverSeeMixedPairs(t *testing.T) {
 	if testing.Short() {
 		publishes = 200
 	}
-	// The real clock, on tmpfs: this test is about what readers see, not
-	// durability, and fsync on a busy disk would make it take minutes.
+	// The real clock, on tmpfs: this test is about what readers see, and a
+	// busy disk would only make it slower.
 	w, err := New(Options{Dir: memTempDir(t)})
 	must(t, err)
 	ca := newPKI(t)

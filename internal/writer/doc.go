@@ -37,19 +37,23 @@
 //     after the current one, so name order is publish order even if the clock
 //     steps back (Recover relies on it).
 //  3. Create the new hidden directory, write every file with O_EXCL, chmod it
-//     to its exact mode (the umask must not decide a key's mode), fsync it.
-//  4. Fsync the new directory so its entries survive a power cut.
+//     to its exact mode (the umask must not decide a key's mode).
+//  4. Nothing is fsynced, as in the kubelet's AtomicWriter. The material can
+//     always be requested again, and after a power cut the agent runs before
+//     the application does (an init container, or a native sidecar whose
+//     startup probe gates the app): it finds a torn generation invalid and
+//     replaces it. An fsync on a busy node disk, by contrast, can stall every
+//     publish for tens to hundreds of milliseconds.
 //  5. Read every file back from the new directory and validate it like Load
 //     does, byte for byte against what was rendered. On failure remove the new
 //     directory and return the error.
 //  6. Create the symlink ..data_tmp -> <new directory> and rename it over
 //     ..data. rename(2) is atomic: path resolution sees the old or the new
-//     generation, never neither. Fsync the directory.
+//     generation, never neither.
 //  7. Make every published visible name a symlink <name> -> ..data/<name>
 //     (created once; recreated, again by an atomic rename, if missing or
 //     replaced), and remove visible symlinks of configured names this
 //     generation does not have (ca.crt when there is no CA bundle any more).
-//     Fsync the directory.
 //  8. Remove every other generation directory: the previous one, and any a
 //     killed Publish left behind.
 //

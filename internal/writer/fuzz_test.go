@@ -25,7 +25,7 @@ func FuzzPublish(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, key, chain []byte) {
 		// tmpfs: the fuzzer replays inputs thousands of times while
-		// minimizing, and a valid one costs several fsyncs on disk.
+		// minimizing.
 		w, _ := newTestWriter(t, func(o *Options) { o.Dir = memTempDir(t) })
 		p, err := w.Publish(Material{KeyPEM: key, ChainPEM: chain, CAPEM: good.CAPEM})
 		if err != nil {

@@ -51,9 +51,6 @@ func (w *Writer) Recover() error {
 			errs = append(errs, err)
 		}
 	}
-	if err := syncDir(dir); err != nil {
-		errs = append(errs, err)
-	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("recovering %s: %w", dir, err)
 	}

@@ -57,9 +57,6 @@ func (w *Writer) Publish(m Material) (*Published, error) {
 
 	// From here on the new generation is live: report, never undo.
 	var errs []error
-	if err := syncDir(dir); err != nil {
-		errs = append(errs, err)
-	}
 	if err := w.linkVisible(); err != nil {
 		errs = append(errs, err)
 	}
@@ -140,9 +137,6 @@ func (w *Writer) fill(genPath string, p *Published) error {
 			}
 		}
 	}
-	if err := syncDir(genPath); err != nil {
-		return err
-	}
 	got, err := w.read(genPath)
 	if err != nil {
 		return fmt.Errorf("reading back: %w", err)
@@ -167,10 +161,7 @@ func writeFile(path string, data []byte, mode fs.FileMode) (err error) {
 	if _, err := f.Write(data); err != nil {
 		return err
 	}
-	if err := f.Chmod(mode); err != nil {
-		return err
-	}
-	return f.Sync()
+	return f.Chmod(mode)
 }
 
 // linkVisible is step 7: every file of the current generation gets its
@@ -178,7 +169,6 @@ func writeFile(path string, data []byte, mode fs.FileMode) (err error) {
 func (w *Writer) linkVisible() error {
 	dir := w.opts.Dir
 	var errs []error
-	changed := false
 	for _, f := range w.files(&Published{}) {
 		path := filepath.Join(dir, f.name)
 		target := visibleTarget(f.name)
@@ -186,26 +176,17 @@ func (w *Writer) linkVisible() error {
 		cur, linkErr := os.Readlink(path)
 		switch {
 		case statErr == nil && (linkErr != nil || cur != target):
-			changed = true
 			if err := swapSymlink(dir, linkTmp, target, f.name); err != nil {
 				errs = append(errs, fmt.Errorf("linking %s: %w", f.name, err))
 			}
 		case errors.Is(statErr, fs.ErrNotExist) && linkErr == nil && cur == target:
 			// Only our own symlink: a regular file an application put
 			// there is not ours to delete.
-			changed = true
 			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				errs = append(errs, fmt.Errorf("unlinking %s: %w", f.name, err))
 			}
 		case statErr != nil && !errors.Is(statErr, fs.ErrNotExist):
 			errs = append(errs, statErr)
-		}
-	}
-	// Usually every link is already in place: spare the fsync then, it is
-	// the slowest part of a publish on a busy node disk.
-	if changed {
-		if err := syncDir(dir); err != nil {
-			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
@@ -224,18 +205,6 @@ func swapSymlink(dir, tmp, target, name string) error {
 		return err
 	}
 	return os.Rename(tmpPath, filepath.Join(dir, name))
-}
-
-func syncDir(path string) (err error) {
-	d, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer func() { err = errors.Join(err, d.Close()) }()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing directory %s: %w", path, err)
-	}
-	return nil
 }
 
 // removeGenerationsExcept removes every generation directory but keep: the
