@@ -79,7 +79,7 @@ func run(ctx context.Context, opts options) (err error) {
 
 	u.step("Installing the controller's RBAC and the agent's ClusterRoles, as shipped in manifests/")
 	applied, err := manifests.Apply(ctx, cluster.Config, fieldManager,
-		"controller/namespace.yaml", "controller/serviceaccount.yaml", "controller/rbac.yaml", "agent-rbac/clusterroles.yaml")
+		"controller/namespace.yaml", "controller/serviceaccount.yaml", "controller/rbac.yaml", "controller/flowschema.yaml", "agent-rbac/clusterroles.yaml")
 	if err != nil {
 		return err
 	}

@@ -122,7 +122,7 @@ func (e *env) stop() error {
 // benchmark pod has its own).
 func (e *env) install(ctx context.Context) error {
 	if _, err := manifests.Apply(ctx, e.cluster.Config, fieldManager,
-		"controller/namespace.yaml", "controller/serviceaccount.yaml", "controller/rbac.yaml", "agent-rbac/clusterroles.yaml"); err != nil {
+		"controller/namespace.yaml", "controller/serviceaccount.yaml", "controller/rbac.yaml", "controller/flowschema.yaml", "agent-rbac/clusterroles.yaml"); err != nil {
 		return err
 	}
 	// The reference waits as client-go's WaitForCertificate does, with an
