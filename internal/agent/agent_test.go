@@ -14,6 +14,7 @@ import (
 	"github.com/csr-agent/csr-agent/internal/config"
 	"github.com/csr-agent/csr-agent/internal/identity"
 	"github.com/csr-agent/csr-agent/internal/issue"
+	"github.com/csr-agent/csr-agent/internal/pki/pkitest"
 	"github.com/csr-agent/csr-agent/internal/writer"
 )
 
@@ -45,10 +46,10 @@ var (
 )
 
 func TestReusableReturnsThePublishedPairOnlyWhileItStillFits(t *testing.T) {
-	ca := newCA(t)
+	ca := pkitest.NewCA(t)
 	names := []string{"web.shop.svc.cluster.local", "web.shop.svc", "web.shop", "web"}
 	ips := []net.IP{net.ParseIP("10.0.0.7").To4(), net.ParseIP("fd00::7")}
-	published := leaf{cn: names[0], dnsNames: names, ips: ips, notBefore: notBefore, notAfter: notAfter}
+	published := pkitest.Leaf{CN: names[0], DNSNames: names, IPs: ips, NotBefore: notBefore, NotAfter: notAfter}
 	wanted := identity.Identity{CommonName: names[0], DNSNames: names, IPs: ips}
 	for _, tc := range []struct {
 		name     string
@@ -126,7 +127,7 @@ func TestReusableReturnsThePublishedPairOnlyWhileItStillFits(t *testing.T) {
 				id = tc.id(id)
 			}
 			key := newKey(t, kt)
-			publish(t, a, key, ca.issue(t, key, published))
+			publish(t, a, key, ca.Issue(t, key.Public(), published))
 
 			pub, ok := a.reusable(t.Context(), id)
 			if ok != tc.reusable {
@@ -177,7 +178,7 @@ func TestInitKeepsAValidPublishedCertificateWithoutAskingForOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := newKey(t, config.KeyECDSAP256)
-	chain := newCA(t).issue(t, key, leaf{cn: id.CommonName, dnsNames: id.DNSNames, notBefore: notBefore, notAfter: notAfter})
+	chain := pkitest.NewCA(t).Issue(t, key.Public(), pkitest.Leaf{CN: id.CommonName, DNSNames: id.DNSNames, NotBefore: notBefore, NotAfter: notAfter})
 	before := publish(t, a, key, chain)
 	var logs logCapture
 	if err := a.Init(logs.context(t)); err != nil {

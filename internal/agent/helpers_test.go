@@ -7,11 +7,6 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -122,67 +117,6 @@ func newTestAgent(t *testing.T, api *fakeAPI, clk clock.PassiveClock) *Agent {
 		t.Fatal(err)
 	}
 	return a
-}
-
-// testCA signs leaf certificates.
-type testCA struct {
-	key  crypto.Signer
-	cert *x509.Certificate
-}
-
-func newCA(t testing.TB) *testCA {
-	t.Helper()
-	key := newKey(t, config.KeyECDSAP256)
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "test CA"},
-		NotBefore:             time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC),
-		NotAfter:              time.Date(2040, 1, 1, 0, 0, 0, 0, time.UTC),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{key: key, cert: cert}
-}
-
-func (ca *testCA) pem() []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw})
-}
-
-// leaf is what a published certificate names and when it is valid.
-type leaf struct {
-	cn        string
-	dnsNames  []string
-	ips       []net.IP
-	notBefore time.Time
-	notAfter  time.Time
-}
-
-func (ca *testCA) issue(t testing.TB, key crypto.Signer, l leaf) []byte {
-	t.Helper()
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: l.cn},
-		DNSNames:     l.dnsNames,
-		IPAddresses:  l.ips,
-		NotBefore:    l.notBefore,
-		NotAfter:     l.notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
 func newKey(t testing.TB, kt config.KeyType) crypto.Signer {

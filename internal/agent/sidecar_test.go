@@ -8,6 +8,7 @@ import (
 	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/csr-agent/csr-agent/internal/config"
+	"github.com/csr-agent/csr-agent/internal/pki/pkitest"
 )
 
 // The fake API has no CSR client in these tests: a Start that tried to
@@ -22,7 +23,7 @@ func TestStartKeepsAValidPairThatStillFits(t *testing.T) {
 	key := newKey(t, config.KeyECDSAP256)
 	// Past the 70% Init would renew at, but valid: the sidecar keeps it
 	// and lets the loop renew it at its own deadline.
-	before := publish(t, a, key, newCA(t).issue(t, key, leaf{cn: id.CommonName, dnsNames: id.DNSNames, notBefore: notBefore, notAfter: notAfter}))
+	before := publish(t, a, key, pkitest.NewCA(t).Issue(t, key.Public(), pkitest.Leaf{CN: id.CommonName, DNSNames: id.DNSNames, NotBefore: notBefore, NotAfter: notAfter}))
 	s, err := a.Start(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +36,7 @@ func TestStartKeepsAValidPairThatStillFits(t *testing.T) {
 func TestStartKeepsAValidPairForAnotherIdentityAndRenewsAtOnce(t *testing.T) {
 	a := newTestAgent(t, &fakeAPI{}, testingclock.NewFakePassiveClock(notBefore.Add(time.Hour)))
 	key := newKey(t, config.KeyECDSAP256)
-	before := publish(t, a, key, newCA(t).issue(t, key, leaf{cn: "old.example.com", dnsNames: []string{"old.example.com"}, notBefore: notBefore, notAfter: notAfter}))
+	before := publish(t, a, key, pkitest.NewCA(t).Issue(t, key.Public(), pkitest.Leaf{CN: "old.example.com", DNSNames: []string{"old.example.com"}, NotBefore: notBefore, NotAfter: notAfter}))
 	var logs logCapture
 	s, err := a.Start(logs.context(t))
 	if err != nil {
@@ -54,7 +55,7 @@ func TestStartKeepsAValidPairWhenItsNamesCannotBeChecked(t *testing.T) {
 	a := newTestAgent(t, api, testingclock.NewFakePassiveClock(notBefore.Add(time.Hour)))
 	a.cfg.ServiceNames = config.Services{Auto: true}
 	key := newKey(t, config.KeyECDSAP256)
-	publish(t, a, key, newCA(t).issue(t, key, leaf{cn: "web", dnsNames: []string{"web"}, notBefore: notBefore, notAfter: notAfter}))
+	publish(t, a, key, pkitest.NewCA(t).Issue(t, key.Public(), pkitest.Leaf{CN: "web", DNSNames: []string{"web"}, NotBefore: notBefore, NotAfter: notAfter}))
 	s, err := a.Start(t.Context())
 	if err != nil {
 		t.Fatalf("Start failed with a valid pair on disk: %v", err)
@@ -69,7 +70,7 @@ func TestCABundleDoesNotFallBackToTheAnnotation(t *testing.T) {
 	if got := a.CABundle(t.Context()); got != nil {
 		t.Errorf("CABundle = %q with no CA_FILE and no trust bundle, want nil (keep ca.crt)", got)
 	}
-	ca := newCA(t).pem()
+	ca := pkitest.NewCA(t).PEM()
 	a = newTestAgent(t, &fakeAPI{bundle: ca}, nil)
 	if got := a.CABundle(t.Context()); string(got) != string(ca) {
 		t.Error("CABundle does not return the signer's trust bundle")

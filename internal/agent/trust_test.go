@@ -8,16 +8,18 @@ import (
 	"path/filepath"
 	"testing"
 
-	certificatesv1 "github.com/csr-agent/csr-agent/internal/kube/certv1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	certificatesv1 "github.com/csr-agent/csr-agent/internal/kube/certv1"
+	"github.com/csr-agent/csr-agent/internal/pki/pkitest"
 
 	"github.com/csr-agent/csr-agent/internal/issue"
 )
 
 func TestTrustBundleTakesTheFirstSourceThatHasOne(t *testing.T) {
-	fileCA, apiCA, annotationCA := newCA(t).pem(), newCA(t).pem(), newCA(t).pem()
+	fileCA, apiCA, annotationCA := pkitest.NewCA(t).PEM(), pkitest.NewCA(t).PEM(), pkitest.NewCA(t).PEM()
 	forbidden := apierrors.NewForbidden(schema.GroupResource{Group: "certificates.k8s.io", Resource: "clustertrustbundles"}, "", errors.New("no RBAC"))
 	const (
 		none = iota

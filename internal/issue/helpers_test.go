@@ -3,27 +3,23 @@ package issue
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	certificatesv1 "github.com/csr-agent/csr-agent/internal/kube/certv1"
 	"github.com/go-logr/logr/funcr"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/klog/v2"
+
+	certificatesv1 "github.com/csr-agent/csr-agent/internal/kube/certv1"
+	"github.com/csr-agent/csr-agent/internal/pki/pkitest"
 
 	"github.com/csr-agent/csr-agent/internal/config"
 )
@@ -67,55 +63,14 @@ func freshKey(t testing.TB) crypto.Signer {
 }
 
 // testCA plays the signer.
-type testCA struct {
-	key  crypto.Signer
-	cert *x509.Certificate
-}
+type testCA struct{ *pkitest.CA }
 
-func newCA(t testing.TB) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{key: key, cert: cert}
-}
+func newCA(t testing.TB) *testCA { return &testCA{pkitest.NewCA(t)} }
 
 // issue returns the chain (leaf, then CA) for pub.
 func (ca *testCA) issue(t testing.TB, pub crypto.PublicKey, dnsNames ...string) []byte {
 	t.Helper()
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: "leaf"},
-		DNSNames:     dnsNames,
-		NotBefore:    time.Now().Add(-time.Minute),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, pub, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw})...)
+	return append(ca.Issue(t, pub, pkitest.Leaf{CN: "leaf", DNSNames: dnsNames}), ca.PEM()...)
 }
 
 // sign marks csr approved and issued for the key in its request, as an

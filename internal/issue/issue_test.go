@@ -6,10 +6,11 @@ import (
 	"testing"
 	"time"
 
-	certificatesv1 "github.com/csr-agent/csr-agent/internal/kube/certv1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 	testingclock "k8s.io/utils/clock/testing"
+
+	certificatesv1 "github.com/csr-agent/csr-agent/internal/kube/certv1"
 
 	"github.com/csr-agent/csr-agent/internal/config"
 	"github.com/csr-agent/csr-agent/internal/identity"

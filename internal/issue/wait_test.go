@@ -6,11 +6,12 @@ import (
 	"testing"
 	"time"
 
-	certificatesv1 "github.com/csr-agent/csr-agent/internal/kube/certv1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
+
+	certificatesv1 "github.com/csr-agent/csr-agent/internal/kube/certv1"
 )
 
 func TestIssueReportsWhyNoCertificateCame(t *testing.T) {

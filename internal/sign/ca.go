@@ -19,15 +19,14 @@ package sign
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/csr-agent/csr-agent/internal/pki"
 )
 
 // Errors. Each is wrapped with the detail; test with errors.Is.
@@ -85,11 +84,11 @@ type CA struct {
 // root when ca.crt is empty), so the published bundle verifies what is
 // issued.
 func ParseCA(p PEMs, now time.Time) (*CA, error) {
-	certs, err := parseCertificates(p.Cert)
+	certs, err := pki.ParseCertificates(p.Cert)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidCA, SecretCertKey, err)
 	}
-	key, err := parsePrivateKey(p.Key)
+	key, err := pki.ParsePrivateKey(p.Key)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidCA, SecretKeyKey, err)
 	}
@@ -111,7 +110,7 @@ func ParseCA(p PEMs, now time.Time) (*CA, error) {
 	}
 	anchors := certs[:1]
 	if len(p.CA) > 0 {
-		if anchors, err = parseCertificates(p.CA); err != nil {
+		if anchors, err = pki.ParseCertificates(p.CA); err != nil {
 			return nil, fmt.Errorf("%w: %s: %w", ErrInvalidCA, SecretCAKey, err)
 		}
 	} else if !selfSigned(c) {
@@ -175,65 +174,6 @@ func verifyChain(c *x509.Certificate, intermediates, anchors []*x509.Certificate
 	}
 	_, err := c.Verify(opts)
 	return err
-}
-
-// parseCertificates accepts only CERTIFICATE blocks: anything else in a
-// file published as a trust bundle (a private key pasted by mistake) must
-// stop the load, not be skipped.
-func parseCertificates(data []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for rest := data; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			if len(bytes.TrimSpace(rest)) != 0 {
-				return nil, errors.New("data that is not PEM")
-			}
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			return nil, fmt.Errorf("PEM block of type %q, want CERTIFICATE", block.Type)
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no certificate")
-	}
-	return out, nil
-}
-
-func parsePrivateKey(data []byte) (crypto.Signer, error) {
-	block, rest := pem.Decode(data)
-	if block == nil {
-		return nil, errors.New("no PEM block")
-	}
-	if len(bytes.TrimSpace(rest)) != 0 {
-		return nil, errors.New("more than one PEM block")
-	}
-	var key any
-	var err error
-	switch block.Type {
-	case "PRIVATE KEY":
-		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-	case "EC PRIVATE KEY":
-		key, err = x509.ParseECPrivateKey(block.Bytes)
-	case "RSA PRIVATE KEY":
-		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-	default:
-		return nil, fmt.Errorf("PEM block of type %q, want PRIVATE KEY, EC PRIVATE KEY or RSA PRIVATE KEY", block.Type)
-	}
-	if err != nil {
-		return nil, err
-	}
-	switch k := key.(type) {
-	case *ecdsa.PrivateKey, *rsa.PrivateKey, ed25519.PrivateKey:
-		return k.(crypto.Signer), nil
-	}
-	return nil, fmt.Errorf("unsupported key type %T", key)
 }
 
 func encodeCertificates(certs []*x509.Certificate) []byte {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/csr-agent/csr-agent/internal/pki"
 )
 
 func TestParseCAAcceptsUsableCAs(t *testing.T) {
@@ -44,7 +46,7 @@ func TestParseCAAcceptsUsableCAs(t *testing.T) {
 			}
 			var got int
 			if len(ca.chainPEM) > 0 {
-				got = len(must(parseCertificates(ca.chainPEM)))
+				got = len(must(pki.ParseCertificates(ca.chainPEM)))
 			}
 			if got != tt.wantChain {
 				t.Errorf("chain has %d certificates, want %d", got, tt.wantChain)
@@ -84,7 +86,7 @@ func TestParseCARejectsWhatCannotSign(t *testing.T) {
 		{"self-signed CA with unrelated ca.crt", PEMs{Cert: caPEM, Key: pkcs8PEM(key), CA: otherPEM}, ErrUntrustedCA},
 		{"empty tls.crt", PEMs{Key: pkcs8PEM(key)}, ErrInvalidCA},
 		{"private key in tls.crt", PEMs{Cert: append(bytes.Clone(caPEM), pkcs8PEM(key)...), Key: pkcs8PEM(key)}, ErrInvalidCA},
-		{"garbage after tls.crt", PEMs{Cert: append(bytes.Clone(caPEM), "junk"...), Key: pkcs8PEM(key)}, ErrInvalidCA},
+		{"malformed block after tls.crt", PEMs{Cert: append(bytes.Clone(caPEM), "-----BEGIN CERTIFICATE-----\njunk\n"...), Key: pkcs8PEM(key)}, ErrInvalidCA},
 		{"empty tls.key", PEMs{Cert: caPEM}, ErrInvalidCA},
 		{"certificate as tls.key", PEMs{Cert: caPEM, Key: caPEM}, ErrInvalidCA},
 		{"private key in ca.crt", PEMs{Cert: caPEM, Key: pkcs8PEM(key), CA: pkcs8PEM(key)}, ErrInvalidCA},

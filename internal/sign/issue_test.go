@@ -21,6 +21,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/csr-agent/csr-agent/internal/approve"
+	"github.com/csr-agent/csr-agent/internal/pki"
 )
 
 func TestTemplateIsBuiltOnlyFromTheGrant(t *testing.T) {
@@ -283,7 +284,7 @@ func TestSignedLeafVerifiesAgainstTheCAForTheRequestedName(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			certs := must(parseCertificates(issued.PEM))
+			certs := must(pki.ParseCertificates(issued.PEM))
 			if !certs[0].Equal(issued.Leaf) {
 				t.Fatal("status.certificate does not start with the leaf")
 			}

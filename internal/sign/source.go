@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
+
+	"github.com/csr-agent/csr-agent/internal/pki"
 )
 
 // Source holds the CA in use, swapped whole when its Secret changes, so a
@@ -40,13 +42,13 @@ func (s *Source) Set(ca *CA) { s.ca.Store(ca) }
 // Every block must be a CA certificate: anything else in a published trust
 // bundle is a mistake to stop at, not to pass on.
 func Bundle(now time.Time, prev, next []byte) ([]byte, error) {
-	nextCerts, err := parseCertificates(next)
+	nextCerts, err := pki.ParseCertificates(next)
 	if err != nil {
 		return nil, fmt.Errorf("%w: new bundle: %w", ErrInvalidBundle, err)
 	}
 	var prevCerts []*x509.Certificate
 	if len(bytes.TrimSpace(prev)) > 0 {
-		if prevCerts, err = parseCertificates(prev); err != nil {
+		if prevCerts, err = pki.ParseCertificates(prev); err != nil {
 			return nil, fmt.Errorf("%w: previous bundle: %w", ErrInvalidBundle, err)
 		}
 	}

@@ -88,8 +88,8 @@ func keyPEM(t testing.TB, k crypto.Signer, format string) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
 }
 
-// pki is a root CA and an intermediate, the shape a real signer returns.
-type pki struct {
+// testPKI is a root CA and an intermediate, the shape a real signer returns.
+type testPKI struct {
 	root, inter       *x509.Certificate
 	rootKey, interKey crypto.Signer
 	rootPEM, interPEM []byte
@@ -97,9 +97,9 @@ type pki struct {
 
 var serial atomic.Int64 // tests run in parallel
 
-func newPKI(t testing.TB) *pki {
+func newPKI(t testing.TB) *testPKI {
 	t.Helper()
-	p := &pki{rootKey: newKey(t, "p256"), interKey: newKey(t, "p256")}
+	p := &testPKI{rootKey: newKey(t, "p256"), interKey: newKey(t, "p256")}
 	p.root, p.rootPEM = sign(t, &x509.Certificate{
 		Subject: pkix.Name{CommonName: "test root"}, IsCA: true, BasicConstraintsValid: true,
 		KeyUsage: x509.KeyUsageCertSign,
@@ -131,7 +131,7 @@ func sign(t testing.TB, tmpl, parent *x509.Certificate, pub crypto.PublicKey, si
 
 // issue returns material for key: a leaf signed by the intermediate, the
 // chain leaf+intermediate, and the root as CA bundle.
-func (p *pki) issue(t testing.TB, key crypto.Signer, keyFormat string) Material {
+func (p *testPKI) issue(t testing.TB, key crypto.Signer, keyFormat string) Material {
 	t.Helper()
 	_, leafPEM := sign(t, &x509.Certificate{
 		Subject:  pkix.Name{CommonName: "pod.ns.svc"},

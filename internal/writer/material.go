@@ -3,14 +3,13 @@ package writer
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
+
+	"github.com/csr-agent/csr-agent/internal/pki"
 )
 
 // Errors. Match them with errors.Is.
@@ -89,17 +88,17 @@ func parseMaterial(m Material, class error) (*Published, error) {
 			return nil, fmt.Errorf("%w: %s is %d bytes, more than %d", class, f.what, len(f.data), maxFileSize)
 		}
 	}
-	key, err := parseKey(m.KeyPEM)
+	key, err := pki.ParsePrivateKey(m.KeyPEM)
 	if err != nil {
 		return nil, fmt.Errorf("%w: key: %w", class, err)
 	}
-	chain, err := parseCerts(m.ChainPEM)
+	chain, err := pki.ParseCertificates(m.ChainPEM)
 	if err != nil {
 		return nil, fmt.Errorf("%w: chain: %w", class, err)
 	}
 	var cas []*x509.Certificate
 	if len(bytes.TrimSpace(m.CAPEM)) > 0 {
-		if cas, err = parseCerts(m.CAPEM); err != nil {
+		if cas, err = pki.ParseCertificates(m.CAPEM); err != nil {
 			return nil, fmt.Errorf("%w: CA bundle: %w", class, err)
 		}
 	}
@@ -129,81 +128,6 @@ func parseMaterial(m Material, class error) (*Published, error) {
 // "PRIVATE KEY" block and one that collects CERTIFICATE blocks both work.
 func bundle(keyPEM, chainPEM []byte) []byte {
 	return append(bytes.Clone(keyPEM), chainPEM...)
-}
-
-// pemBlocks decodes every PEM block in data. It rejects a "-----BEGIN" that
-// pem.Decode would silently skip as text: a malformed key block must not end
-// up published verbatim in a world-readable certificate file.
-func pemBlocks(data []byte) ([]*pem.Block, error) {
-	var blocks []*pem.Block
-	for rest := data; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		blocks = append(blocks, b)
-	}
-	if n := bytes.Count(data, []byte("-----BEGIN")); n != len(blocks) {
-		return nil, fmt.Errorf("%d of %d PEM blocks are malformed", n-len(blocks), n)
-	}
-	if len(blocks) == 0 {
-		return nil, errors.New("no PEM block found")
-	}
-	return blocks, nil
-}
-
-func parseKey(data []byte) (crypto.Signer, error) {
-	blocks, err := pemBlocks(data)
-	if err != nil {
-		return nil, err
-	}
-	if len(blocks) != 1 {
-		return nil, fmt.Errorf("want exactly one PEM block, found %d", len(blocks))
-	}
-	b := blocks[0]
-	if len(b.Headers) != 0 {
-		return nil, fmt.Errorf("PEM block %q has headers (legacy encrypted keys are not supported)", b.Type)
-	}
-	var k any
-	switch b.Type {
-	case "PRIVATE KEY":
-		k, err = x509.ParsePKCS8PrivateKey(b.Bytes)
-	case "RSA PRIVATE KEY":
-		k, err = x509.ParsePKCS1PrivateKey(b.Bytes)
-	case "EC PRIVATE KEY":
-		k, err = x509.ParseECPrivateKey(b.Bytes)
-	default:
-		return nil, fmt.Errorf("PEM block type %q is not a private key", b.Type)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("parsing %q: %w", b.Type, err)
-	}
-	switch k := k.(type) {
-	case *ecdsa.PrivateKey, *rsa.PrivateKey, ed25519.PrivateKey:
-		return k.(crypto.Signer), nil
-	default:
-		return nil, fmt.Errorf("unsupported private key type %T", k)
-	}
-}
-
-func parseCerts(data []byte) ([]*x509.Certificate, error) {
-	blocks, err := pemBlocks(data)
-	if err != nil {
-		return nil, err
-	}
-	certs := make([]*x509.Certificate, 0, len(blocks))
-	for i, b := range blocks {
-		if b.Type != "CERTIFICATE" {
-			return nil, fmt.Errorf("PEM block %d is %q, want CERTIFICATE", i+1, b.Type)
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("PEM block %d: %w", i+1, err)
-		}
-		certs = append(certs, c)
-	}
-	return certs, nil
 }
 
 // checkPair compares public keys rather than signing a challenge: the
