@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -10,6 +11,8 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -64,7 +67,7 @@ func benchBurst(ctx context.Context, e *env, short bool, logf func(string, ...an
 	// token verified inside the measurement, as a starting pod's agent does.
 	type request struct {
 		pod  *localcluster.Pod
-		ours *certificatesv1.CertificateSigningRequest
+		ours []byte // a serving-certificate request for our signer
 		kcm  []byte // a client-certificate request for the KCM runs
 	}
 	reqs := make([]request, n)
@@ -78,12 +81,15 @@ func benchBurst(ctx context.Context, e *env, short bool, logf func(string, ...an
 		if err != nil {
 			return nil, err
 		}
-		reqs[i] = request{pod: pod, ours: csrObject(burstName("ours", i), "ours", signerName, csrPEM, certificatesv1.UsageServerAuth), kcm: clientPEM}
+		reqs[i] = request{pod: pod, ours: csrPEM, kcm: clientPEM}
 	}
-	ours := func(clients []kubernetes.Interface) func(context.Context, int) error {
-		return func(ctx context.Context, i int) error {
-			_, err := clients[i].CertificatesV1().CertificateSigningRequests().Create(ctx, reqs[i].ours, metav1.CreateOptions{})
-			return err
+	ours := func(run string) func(clients []kubernetes.Interface) func(context.Context, int) error {
+		return func(clients []kubernetes.Interface) func(context.Context, int) error {
+			return func(ctx context.Context, i int) error {
+				obj := csrObject(burstName(run, i), run, signerName, reqs[i].ours, certificatesv1.UsageServerAuth)
+				_, err := clients[i].CertificatesV1().CertificateSigningRequests().Create(ctx, obj, metav1.CreateOptions{})
+				return err
+			}
 		}
 	}
 	// The KCM runs' CSRs are created by the same pod identities, so the API
@@ -107,17 +113,30 @@ func benchBurst(ctx context.Context, e *env, short bool, logf func(string, ...an
 		}
 	}
 
-	runs := []struct {
-		label string
-		do    func(clients []kubernetes.Interface) func(context.Context, int) error
-	}{
-		{"ours", ours},
-		{"kcm-default", kcm("kcm-default")},
-		{"kcm-raised", kcm("kcm-raised")},
+	// Our signer and KCM's raised-QPS run go several rounds, alternating,
+	// and each is represented by its median round: one burst on a shared
+	// 2-core machine varies by a second or more. KCM at its default QPS is
+	// bound by its own rate limiter (about 50 s every time): one round.
+	rounds := 3
+	if short {
+		rounds = 1
 	}
-	stats := map[string]burstStats{}
-	for _, run := range runs {
-		if run.label == "kcm-raised" {
+	type run struct {
+		kind, label string
+		do          func(clients []kubernetes.Interface) func(context.Context, int) error
+	}
+	schedule := []run{{"ours", "ours-1", ours("ours-1")}, {"kcm-default", "kcm-default", kcm("kcm-default")}}
+	for r := 1; r <= rounds; r++ {
+		label := fmt.Sprintf("kcm-raised-%d", r)
+		schedule = append(schedule, run{"kcm-raised", label, kcm(label)})
+		if r < rounds {
+			label := fmt.Sprintf("ours-%d", r+1)
+			schedule = append(schedule, run{"ours", label, ours(label)})
+		}
+	}
+	all := map[string][]burstStats{}
+	for _, run := range schedule {
+		if run.label == "kcm-raised-1" {
 			logf("restarting kube-controller-manager with %v", kcmRaised)
 			if err := e.cluster.RestartControllerManager(ctx, kcmRaised...); err != nil {
 				return nil, err
@@ -134,7 +153,11 @@ func benchBurst(ctx context.Context, e *env, short bool, logf func(string, ...an
 			return nil, fmt.Errorf("%s: %w", run.label, err)
 		}
 		logf("%s: all %d issued in %s (p50 %s, p99 %s; all created after %s)", run.label, n, ms(s.total), ms(s.p50), ms(s.p99), ms(s.created))
-		stats[run.label] = s
+		all[run.kind] = append(all[run.kind], s)
+	}
+	stats := map[string]burstStats{}
+	for kind, rs := range all {
+		stats[kind] = medianRun(rs)
 	}
 	o, d, h := stats["ours"], stats["kcm-default"], stats["kcm-raised"]
 	r := &result{title: fmt.Sprintf("4. Rollout burst (%d requests at once)", n)}
@@ -144,6 +167,8 @@ func benchBurst(ctx context.Context, e *env, short bool, logf func(string, ...an
 		"≤ 1.25", float64(o.total) <= 1.25*float64(h.total))
 	r.add("per request p50 (vs KCM default / raised)", ms(o.p50), ms(d.p50)+" / "+ms(h.p50), "–", "–", true)
 	r.add("per request p99 (vs KCM default / raised)", ms(o.p99), ms(d.p99)+" / "+ms(h.p99), "–", "–", true)
+	r.detail("- Rounds (all issued): csr-agent %s; KCM at QPS 500 %s; KCM at QPS 20 %s. The table shows each side's median round.",
+		totals(all["ours"]), totals(all["kcm-raised"]), totals(all["kcm-default"]))
 	r.detail("- csr-agent: %d simulated pods (created before the clock starts, %s), each creates one CSR for signer %s with its own pod-bound token, "+
 		"all released at once from %d goroutines; the controller (defaults: WORKERS 32, KUBE_API_QPS 400) checks each against the live pod "+
 		"(full policy), approves, and signs. Per request: from just before the create to the certificate seen on a watch.",
@@ -151,10 +176,10 @@ func benchBurst(ctx context.Context, e *env, short bool, logf func(string, ...an
 	r.detail("- kube-controller-manager: %d CSRs for %s created by the same %d pod identities (so the API server sees the same create load "+
 		"as in the csr-agent run) and approved right after by an administrator (as a pre-approving approver would), all released at once; "+
 		"KCM's signer only signs (no policy). Its default client QPS is 20 (burst 30); the raised run "+
-		"restarts it with %v. Same control plane, same run, after the csr-agent burst.", n, kcmSigner, n, kcmRaised)
+		"restarts it with %v. Same control plane, same run, interleaved with the csr-agent rounds.", n, kcmSigner, n, kcmRaised)
 	r.detail("- In every run each simulated pod has a new client with a connection of its own, opened inside the measurement "+
 		"(dial, TLS handshake, token verified by the API server), as a starting pod's agent does. The last create returned after "+
-		"%s (csr-agent run), %s and %s (KCM runs): no signer can finish before that.", ms(o.created), ms(d.created), ms(h.created))
+		"%s (csr-agent), %s and %s (KCM at QPS 20 and 500) in the median rounds: no signer can finish before that.", ms(o.created), ms(d.created), ms(h.created))
 	return r, nil
 }
 
@@ -246,6 +271,21 @@ func burstOnce(ctx context.Context, e *env, label string, n int, do func(context
 	return burstStats{total: last.Sub(t0), p50: percentile(each, .5), p99: percentile(each, .99), created: lastCreated.Sub(t0)}, nil
 }
 
+// medianRun is the round with the median total time (of an even number,
+// the slower of the middle two).
+func medianRun(rs []burstStats) burstStats {
+	sorted := slices.SortedFunc(slices.Values(rs), func(a, b burstStats) int { return cmp.Compare(a.total, b.total) })
+	return sorted[len(sorted)/2]
+}
+
+func totals(rs []burstStats) string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, ms(r.total))
+	}
+	return strings.Join(out, ", ")
+}
+
 // podClient is a client for pod with a transport of its own (a distinct
 // dialer keeps client-go from sharing its cached one), as a pod has.
 func podClient(pod *localcluster.Pod) (kubernetes.Interface, error) {
@@ -255,9 +295,6 @@ func podClient(pod *localcluster.Pod) (kubernetes.Interface, error) {
 }
 
 func burstName(label string, i int) string {
-	if label == "ours" {
-		return fmt.Sprintf("burst-pod-%d", i)
-	}
 	return fmt.Sprintf("burst-%s-%d", label, i)
 }
 
