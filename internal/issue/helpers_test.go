@@ -292,3 +292,40 @@ func containsAll(s string, parts []string) bool {
 	}
 	return true
 }
+
+// waiting is an Issue under way: its CSR created, its first watch open.
+type waiting struct {
+	req   Request
+	done  <-chan outcome
+	watch *watch.FakeWatcher
+}
+
+// startWaiting starts Issue for testRequest() and returns once it watches.
+func (h *harness) startWaiting(t *testing.T) waiting {
+	t.Helper()
+	req := testRequest()
+	done := h.issueAsync(h.ctx(t), req)
+	return waiting{req: req, done: done, watch: h.client.nextWatch(t)}
+}
+
+// stored is the CSR called name as the fake API holds it.
+func (f *fakeClient) stored(t *testing.T, name string) *certificatesv1.CertificateSigningRequest {
+	t.Helper()
+	csr, err := f.GetCSR(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return csr
+}
+
+// store replaces the CSR the fake API holds, or removes it (csr nil), as
+// someone else's write would, without telling any watch.
+func (f *fakeClient) store(name string, csr *certificatesv1.CertificateSigningRequest) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if csr == nil {
+		delete(f.csrs, name)
+		return
+	}
+	f.csrs[name] = csr
+}

@@ -61,15 +61,9 @@ func TestIssueReportsWhyNoCertificateCame(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
-			req := testRequest()
-			done := h.issueAsync(h.ctx(t), req)
-			w := h.client.nextWatch(t)
-			csr, err := h.client.GetCSR(t.Context(), req.Name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			w.Action(tc.watchEvt, tc.answer(t, h, csr))
-			checkRequestError(t, await(t, done).err, tc.want, req.Name, tc.reason)
+			w := h.startWaiting(t)
+			w.watch.Action(tc.watchEvt, tc.answer(t, h, h.client.stored(t, w.req.Name)))
+			checkRequestError(t, await(t, w.done).err, tc.want, w.req.Name, tc.reason)
 		})
 	}
 }
@@ -113,9 +107,7 @@ func checkRequestError(t *testing.T, err, want error, csr, reason string) {
 
 func TestIssueRemindsHowToApproveOnEveryTick(t *testing.T) {
 	h := newHarness(t)
-	req := testRequest()
-	done := h.issueAsync(h.ctx(t), req)
-	w := h.client.nextWatch(t)
+	w := h.startWaiting(t)
 	tick := func() {
 		t.Helper()
 		// The reminder's ticker is the only user of the fake clock.
@@ -126,18 +118,15 @@ func TestIssueRemindsHowToApproveOnEveryTick(t *testing.T) {
 		}
 		h.clock.Step(30 * time.Second)
 	}
-	pending := []string{"Certificate request pending approval", "kubectl certificate approve " + req.Name}
+	pending := []string{"Certificate request pending approval", "kubectl certificate approve " + w.req.Name}
 	for n := 1; n <= 2; n++ {
 		tick()
 		h.logs.waitFor(t, n, pending...)
 	}
 
-	csr, err := h.client.GetCSR(t.Context(), req.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
+	csr := h.client.stored(t, w.req.Name)
 	approved := withCondition(csr, certificatesv1.CertificateApproved, "AutoApproved", "by test")
-	w.Modify(approved)
+	w.watch.Modify(approved)
 	h.logs.waitFor(t, 1, "Certificate request approved", "AutoApproved")
 	tick()
 	h.logs.waitFor(t, 1, "waiting for the signer", testSigner)
@@ -145,8 +134,8 @@ func TestIssueRemindsHowToApproveOnEveryTick(t *testing.T) {
 		t.Errorf("%d pending-approval reminders, want 2", n)
 	}
 
-	w.Modify(h.ca.sign(t, csr))
-	if o := await(t, done); o.err != nil {
+	w.watch.Modify(h.ca.sign(t, csr))
+	if o := await(t, w.done); o.err != nil {
 		t.Fatal(o.err)
 	}
 	h.logs.waitFor(t, 1, "Certificate issued")
@@ -154,23 +143,18 @@ func TestIssueRemindsHowToApproveOnEveryTick(t *testing.T) {
 
 func TestIssueResumesABrokenWatchFromTheLastChangeItSaw(t *testing.T) {
 	h := newHarness(t)
-	req := testRequest()
-	done := h.issueAsync(h.ctx(t), req)
-	first := h.client.nextWatch(t)
-	csr, err := h.client.GetCSR(t.Context(), req.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := h.startWaiting(t)
+	csr := h.client.stored(t, w.req.Name)
 	approved := withCondition(csr, certificatesv1.CertificateApproved, "AutoApproved", "by test")
 	approved.ResourceVersion = "41"
-	first.Modify(approved)
-	first.Stop() // the API server went away
+	w.watch.Modify(approved)
+	w.watch.Stop() // the API server went away
 
 	second := h.client.nextWatch(t)
 	signed := h.ca.sign(t, approved)
 	signed.ResourceVersion = "42"
 	second.Modify(signed)
-	if o := await(t, done); o.err != nil {
+	if o := await(t, w.done); o.err != nil {
 		t.Fatal(o.err)
 	}
 	if got := h.client.resourceVersions(); len(got) != 2 || got[0] != csr.ResourceVersion || got[1] != "41" {
@@ -182,46 +166,29 @@ func TestIssueReadsTheRequestAgainWhenTheWatchHistoryExpired(t *testing.T) {
 	expired := &apierrors.NewResourceExpired("too old resource version").ErrStatus
 	t.Run("signed meanwhile", func(t *testing.T) {
 		h := newHarness(t)
-		req := testRequest()
-		done := h.issueAsync(h.ctx(t), req)
-		w := h.client.nextWatch(t)
-		csr, err := h.client.GetCSR(t.Context(), req.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		signed := h.ca.sign(t, csr)
+		w := h.startWaiting(t)
+		signed := h.ca.sign(t, h.client.stored(t, w.req.Name))
 		signed.ResourceVersion = "77"
-		h.client.mu.Lock()
-		h.client.csrs[req.Name] = signed
-		h.client.mu.Unlock()
-		w.Error(expired)
-		if o := await(t, done); o.err != nil {
+		h.client.store(w.req.Name, signed)
+		w.watch.Error(expired)
+		if o := await(t, w.done); o.err != nil {
 			t.Fatal(o.err)
 		}
 	})
 	t.Run("deleted meanwhile", func(t *testing.T) {
 		h := newHarness(t)
-		req := testRequest()
-		done := h.issueAsync(h.ctx(t), req)
-		w := h.client.nextWatch(t)
-		h.client.mu.Lock()
-		delete(h.client.csrs, req.Name)
-		h.client.mu.Unlock()
-		w.Error(expired)
-		checkRequestError(t, await(t, done).err, ErrDeleted, req.Name, "")
+		w := h.startWaiting(t)
+		h.client.store(w.req.Name, nil)
+		w.watch.Error(expired)
+		checkRequestError(t, await(t, w.done).err, ErrDeleted, w.req.Name, "")
 	})
 	t.Run("still pending: watched again from the state read", func(t *testing.T) {
 		h := newHarness(t)
-		req := testRequest()
-		done := h.issueAsync(h.ctx(t), req)
-		h.client.nextWatch(t).Error(expired)
+		w := h.startWaiting(t)
+		w.watch.Error(expired)
 		again := h.client.nextWatch(t)
-		csr, err := h.client.GetCSR(t.Context(), req.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		again.Modify(h.ca.sign(t, csr))
-		if o := await(t, done); o.err != nil {
+		again.Modify(h.ca.sign(t, h.client.stored(t, w.req.Name)))
+		if o := await(t, w.done); o.err != nil {
 			t.Fatal(o.err)
 		}
 	})
