@@ -5,12 +5,11 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
-	"math/big"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/csr-agent/csr-agent/internal/pki/pkitest"
 )
 
 func testMaterial(t *testing.T) (keyPEM, certPEM []byte) {
@@ -19,18 +18,12 @@ func testMaterial(t *testing.T) (keyPEM, certPEM []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test"},
-		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
 	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}),
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+		pkitest.NewCA(t).Issue(t, key.Public(), pkitest.Leaf{CN: "test"})
 }
 
 func TestParsePrivateKeyAcceptsOneKeyBlockAndNothingElse(t *testing.T) {
