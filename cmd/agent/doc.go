@@ -35,7 +35,7 @@
 // # Files
 //
 // Published atomically, as the kubelet publishes projected volumes: a new
-// hidden timestamped directory is written, synced and checked (the key must
+// hidden timestamped directory is written and checked (the key must
 // match the certificate), then the ..data symlink is swapped to it. The
 // visible names point through ..data:
 //
