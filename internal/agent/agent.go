@@ -24,7 +24,7 @@ import (
 // API is what the agent needs of the Kubernetes API.
 type API interface {
 	issue.Client
-	TrustBundle(ctx context.Context, signerName string) ([]byte, error)
+	TrustBundle(ctx context.Context, signerName string, fromCache bool) ([]byte, error)
 	GetPod(ctx context.Context, namespace, name string) (*kube.Pod, error)
 	ListServices(ctx context.Context, namespace string) ([]kube.Service, error)
 }
@@ -135,17 +135,18 @@ func (a *Agent) Obtain(ctx context.Context, id identity.Identity) (*writer.Publi
 }
 
 // requestWithCA asks for a certificate for id and, while the signer works,
-// reads the CA bundle for ca.crt: it does not depend on the answer, and
-// reading it afterwards would add a round trip to every issuance.
+// reads the CA bundle for ca.crt from the API server's cache: it does not
+// depend on the answer, and reading it afterwards, consistently, would add
+// a round trip and a wait for the cache to every issuance.
 func (a *Agent) requestWithCA(ctx context.Context, id identity.Identity) (*issue.Result, []byte, error) {
 	fetched := make(chan []byte, 1)
-	go func() { fetched <- a.CABundle(ctx) }()
+	go func() { fetched <- a.caBundle(ctx, true) }()
 	res, err := a.request(ctx, id)
 	ca := <-fetched
 	if err != nil {
 		return nil, nil, err
 	}
-	return res, a.trustBundle(ctx, res, ca), nil
+	return res, a.caFor(ctx, res, ca), nil
 }
 
 // request asks for a certificate for id, and tells the pod's events that it

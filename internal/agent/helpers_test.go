@@ -30,9 +30,13 @@ const testSigner = "example.com/pods"
 type fakeAPI struct {
 	issue.Client
 
-	mu           sync.Mutex
-	bundle       []byte
-	bundleErr    error
+	mu        sync.Mutex
+	bundle    []byte
+	bundleErr error
+	// cachedBundle, if set, is what a read from the API server's cache
+	// answers instead of bundle: one that has not caught up yet.
+	cachedBundle []byte
+	cachedCalls  int
 	pod          *kube.Pod
 	podErr       error
 	services     []kube.Service
@@ -44,12 +48,16 @@ type fakeAPI struct {
 
 var _ API = (*fakeAPI)(nil)
 
-func (f *fakeAPI) TrustBundle(_ context.Context, signerName string) ([]byte, error) {
+func (f *fakeAPI) TrustBundle(_ context.Context, signerName string, fromCache bool) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.bundleCalls++
 	if signerName != testSigner {
 		return nil, nil
+	}
+	if fromCache && f.cachedBundle != nil {
+		f.cachedCalls++
+		return f.cachedBundle, nil
 	}
 	return f.bundle, f.bundleErr
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/base64"
 	"os"
 
@@ -10,6 +11,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/csr-agent/csr-agent/internal/issue"
+	"github.com/csr-agent/csr-agent/internal/pki"
 )
 
 // CertManagerCAAnnotation is where cert-manager puts the CA of a CSR it signs.
@@ -23,8 +25,8 @@ const CertManagerCAAnnotation = "experimental.cert-manager.io/ca"
 //  3. the experimental.cert-manager.io/ca annotation on the CSR, when
 //     cert-manager signed it.
 //
-// fetched is what CABundle returned (sources 1 and 2), read while the signer
-// worked. With none of them, ca.crt is not written and a warning says why.
+// fetched is what caBundle returned (sources 1 and 2). With none of them,
+// ca.crt is not written and a warning says why.
 func (a *Agent) trustBundle(ctx context.Context, res *issue.Result, fetched []byte) []byte {
 	if fetched != nil {
 		return fetched
@@ -41,10 +43,53 @@ func (a *Agent) trustBundle(ctx context.Context, res *issue.Result, fetched []by
 	return nil
 }
 
+// caFor returns the CA bundle for ca.crt of res, given fetched, read from
+// the API server's cache while the signer worked. If fetched does not
+// verify the issued chain, the cache may not have caught up with a CA
+// rotation (a signer publishes the new CA before it signs with it), so the
+// bundle is read once more, consistently.
+func (a *Agent) caFor(ctx context.Context, res *issue.Result, fetched []byte) []byte {
+	if fetched != nil && !verifies(fetched, res.ChainPEM) {
+		klog.FromContext(ctx).V(1).Info("CA bundle does not verify the issued certificate, reading it again")
+		fetched = a.CABundle(ctx)
+	}
+	return a.trustBundle(ctx, res, fetched)
+}
+
+// verifies tells whether the certificates in caPEM verify the chain in
+// chainPEM (leaf first), at the middle of the leaf's validity.
+func verifies(caPEM, chainPEM []byte) bool {
+	cas, err := pki.ParseCertificates(caPEM)
+	if err != nil {
+		return false
+	}
+	chain, err := pki.ParseCertificates(chainPEM)
+	if err != nil {
+		return false
+	}
+	roots, intermediates := x509.NewCertPool(), x509.NewCertPool()
+	for _, c := range cas {
+		roots.AddCert(c)
+	}
+	for _, c := range chain[1:] {
+		intermediates.AddCert(c)
+	}
+	leaf := chain[0]
+	_, err = leaf.Verify(x509.VerifyOptions{
+		Roots: roots, Intermediates: intermediates,
+		CurrentTime: leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) / 2),
+		KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	})
+	return err == nil
+}
+
 // CABundle returns the CA bundle from the sources that can change while the
-// pod runs, CA_FILE and then the signer's ClusterTrustBundles, or nil: what
-// the sidecar re-reads when told that one of them changed.
-func (a *Agent) CABundle(ctx context.Context) []byte {
+// pod runs, CA_FILE and then the signer's ClusterTrustBundles (a consistent
+// read), or nil: what the sidecar re-reads when told that one of them
+// changed.
+func (a *Agent) CABundle(ctx context.Context) []byte { return a.caBundle(ctx, false) }
+
+func (a *Agent) caBundle(ctx context.Context, fromCache bool) []byte {
 	logger := klog.FromContext(ctx)
 	if a.cfg.CAFile != "" {
 		data, err := os.ReadFile(a.cfg.CAFile)
@@ -53,7 +98,7 @@ func (a *Agent) CABundle(ctx context.Context) []byte {
 		}
 		logger.Info("CA_FILE unusable, trying the signer's trust bundle", "file", a.cfg.CAFile, "error", errString(err, "no PEM certificate in file"))
 	}
-	bundle, err := a.api.TrustBundle(ctx, a.cfg.SignerName)
+	bundle, err := a.api.TrustBundle(ctx, a.cfg.SignerName, fromCache)
 	switch {
 	case err == nil && isPEMCerts(bundle):
 		return bundle

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/csr-agent/csr-agent/internal/config"
 	certificatesv1 "github.com/csr-agent/csr-agent/internal/kube/certv1"
 	"github.com/csr-agent/csr-agent/internal/pki/pkitest"
 
@@ -91,3 +92,35 @@ func writeFile(t *testing.T, dir string, data []byte) string {
 }
 
 func ptr(s string) *string { return &s }
+
+func TestACABundleThatDoesNotVerifyTheCertificateIsReadAgainConsistently(t *testing.T) {
+	oldCA, newCA := pkitest.NewCA(t), pkitest.NewCA(t)
+	key := newKey(t, config.KeyECDSAP256)
+	res := &issue.Result{
+		CSR:      &certificatesv1.CertificateSigningRequest{ObjectMeta: metav1.ObjectMeta{Name: "csr"}},
+		ChainPEM: newCA.Issue(t, key.Public(), pkitest.Leaf{CN: "web"}),
+	}
+	rotated := append(oldCA.PEM(), newCA.PEM()...)
+	for _, tc := range []struct {
+		name        string
+		cached      []byte
+		want        []byte
+		wantReReads int
+	}{
+		{"cache behind a CA rotation: read again", oldCA.PEM(), rotated, 1},
+		{"cache current: no second read", rotated, rotated, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			api := &fakeAPI{bundle: rotated, cachedBundle: tc.cached}
+			a := newTestAgent(t, api, nil)
+			var logs logCapture
+			got := a.caFor(logs.context(t), res, a.caBundle(logs.context(t), true))
+			if !bytes.Equal(got, tc.want) {
+				t.Errorf("ca.crt =\n%s\nwant\n%s", got, tc.want)
+			}
+			if reReads := api.bundleCalls - api.cachedCalls; reReads != tc.wantReReads {
+				t.Errorf("%d consistent reads, want %d", reReads, tc.wantReReads)
+			}
+		})
+	}
+}

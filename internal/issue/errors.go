@@ -18,6 +18,10 @@ var (
 	ErrTimeout = errors.New("timed out waiting for the certificate")
 )
 
+// ReasonWatchRefused is the Reason of an ErrTimeout during which the API
+// server refused to let the agent watch its request.
+const ReasonWatchRefused = "WatchRefused"
+
 // RequestError tells a person which CSR ended how, and why.
 type RequestError struct {
 	Err     error // one of the sentinels above
@@ -33,6 +37,8 @@ func (e *RequestError) Error() string {
 		msg += fmt.Sprintf(": %s: %s", e.Reason, e.Message)
 	}
 	switch {
+	case errors.Is(e.Err, ErrTimeout) && e.Reason == ReasonWatchRefused:
+		msg += " (the API server did not let the agent watch its request: does its role grant watch on certificatesigningrequests?)"
 	case errors.Is(e.Err, ErrTimeout):
 		msg += fmt.Sprintf(" (is an approver and a signer for %q running? a person can approve with: kubectl certificate approve %s)", e.Signer, e.CSR)
 	case errors.Is(e.Err, ErrDenied):

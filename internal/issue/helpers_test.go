@@ -329,3 +329,10 @@ func (f *fakeClient) store(name string, csr *certificatesv1.CertificateSigningRe
 	}
 	f.csrs[name] = csr
 }
+
+// refuseWatches makes every watch request fail with err; nil allows them.
+func (f *fakeClient) refuseWatches(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.watchErr = err
+}

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	certificatesv1 "github.com/csr-agent/csr-agent/internal/kube/certv1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	watchtools "k8s.io/client-go/tools/watch"
 	"k8s.io/klog/v2"
@@ -34,24 +36,43 @@ func (i *Issuer) wait(ctx context.Context, csr *certificatesv1.CertificateSignin
 	go i.remind(remindCtx, csr, &w.approved)
 
 	current := csr
+	backoff := watchRetry
 	for {
 		if done, err := w.evaluate(current); err != nil || done {
 			return w.result(ctx, current, err)
 		}
 		issued, err := i.watchFrom(ctx, current, w)
-		if !errors.Is(err, errHistoryGone) {
+		switch {
+		case errors.Is(err, errHistoryGone):
+			w.logger.V(2).Info("Watch history expired, reading the request again")
+			current, err = i.opts.Client.GetCSR(ctx, csr.Name)
+			if apierrors.IsNotFound(err) {
+				return w.result(ctx, nil, w.deleted())
+			}
+			if err != nil {
+				return w.result(ctx, nil, fmt.Errorf("reading csr %s: %w", csr.Name, err))
+			}
+		case (apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err)) && ctx.Err() == nil:
+			// A restarted API server may refuse for a moment, until its
+			// authorizer's caches are filled; a missing permission never
+			// heals, so keep saying so, and let ISSUE_TIMEOUT end it.
+			w.watchErr = err
+			delay := backoff.Step()
+			w.logger.Error(err, "Cannot watch the certificate request, retrying (does the agent's role grant watch on certificatesigningrequests?)", "in", delay.Round(time.Millisecond))
+			select {
+			case <-ctx.Done():
+				return w.result(ctx, nil, ctx.Err())
+			case <-i.opts.Clock.After(delay):
+			}
+			current = w.last
+		default:
 			return w.result(ctx, issued, err)
-		}
-		w.logger.V(2).Info("Watch history expired, reading the request again")
-		current, err = i.opts.Client.GetCSR(ctx, csr.Name)
-		if apierrors.IsNotFound(err) {
-			return w.result(ctx, nil, w.deleted())
-		}
-		if err != nil {
-			return w.result(ctx, nil, fmt.Errorf("reading csr %s: %w", csr.Name, err))
 		}
 	}
 }
+
+// watchRetry spaces the watches retried after the API server refused one.
+var watchRetry = wait.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: 1 << 30, Cap: 15 * time.Second}
 
 // watchFrom watches from the resourceVersion of from until w.evaluate says
 // the certificate is there or the request ended.
@@ -91,6 +112,10 @@ type waiter struct {
 	csr      *certificatesv1.CertificateSigningRequest
 	logger   klog.Logger
 	approved atomic.Bool
+	// last is the newest state seen, where a retried watch resumes.
+	last *certificatesv1.CertificateSigningRequest
+	// watchErr is why the API server last refused a watch, if it did.
+	watchErr error
 }
 
 // evaluate tells whether c carries the certificate, or why it never will.
@@ -98,6 +123,7 @@ func (w *waiter) evaluate(c *certificatesv1.CertificateSigningRequest) (bool, er
 	if c.UID != w.csr.UID {
 		return false, w.deleted()
 	}
+	w.last = c
 	for _, cond := range c.Status.Conditions {
 		switch cond.Type {
 		case certificatesv1.CertificateDenied:
@@ -129,7 +155,11 @@ func (w *waiter) result(ctx context.Context, issued *certificatesv1.CertificateS
 	}
 	if ctx.Err() != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return nil, &RequestError{Err: ErrTimeout, CSR: w.csr.Name, Signer: w.csr.Spec.SignerName}
+			timeout := &RequestError{Err: ErrTimeout, CSR: w.csr.Name, Signer: w.csr.Spec.SignerName}
+			if w.watchErr != nil {
+				timeout.Reason, timeout.Message = ReasonWatchRefused, w.watchErr.Error()
+			}
+			return nil, timeout
 		}
 		// Shutting down: not the signer's fault.
 		return nil, fmt.Errorf("waiting for csr %s: %w", w.csr.Name, context.Cause(ctx))

@@ -3,6 +3,7 @@ package issue
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -194,13 +195,48 @@ func TestIssueReadsTheRequestAgainWhenTheWatchHistoryExpired(t *testing.T) {
 	})
 }
 
-func TestIssueStopsWithTheAPIErrorWhenItMayNotWatch(t *testing.T) {
+func TestIssueKeepsRetryingARefusedWatchAndSaysSoWhenItTimesOut(t *testing.T) {
 	h := newHarness(t)
 	req := testRequest()
-	h.client.watchErr = apierrors.NewForbidden(csrResource, req.Name, errors.New("no watch permission"))
-	_, err := h.issuer.Issue(h.ctx(t), req)
-	var reqErr *RequestError
-	if !apierrors.IsForbidden(err) || errors.As(err, &reqErr) {
-		t.Fatalf("error = %v, want the Forbidden API error (not a verdict on the request)", err)
+	h.client.refuseWatches(apierrors.NewForbidden(csrResource, req.Name, errors.New("no watch permission")))
+	ctx, cancel := context.WithTimeout(h.ctx(t), 300*time.Millisecond)
+	defer cancel()
+	_, err := h.issuer.Issue(ctx, req)
+	checkRequestError(t, err, ErrTimeout, req.Name, ReasonWatchRefused)
+	if !strings.Contains(err.Error(), "no watch permission") || !strings.Contains(err.Error(), "grant watch") {
+		t.Errorf("error %q does not say the watch was refused and what to grant", err)
+	}
+}
+
+// A restarted API server may refuse requests until its authorizer has
+// caught up: the agent watches again after a backoff.
+func TestIssueWatchesAgainOnceTheAPIServerStopsRefusing(t *testing.T) {
+	h := newHarness(t)
+	req := testRequest()
+	h.client.refuseWatches(apierrors.NewForbidden(csrResource, req.Name, errors.New("authorizer not ready")))
+	done := h.issueAsync(h.ctx(t), req)
+	err := wait.PollUntilContextTimeout(t.Context(), time.Millisecond, waitLimit, true, func(context.Context) (bool, error) {
+		return len(h.client.resourceVersions()) > 0, nil
+	})
+	if err != nil {
+		t.Fatal("the issuer never tried to watch")
+	}
+	h.client.refuseWatches(nil)
+	var w *watch.FakeWatcher
+	err = wait.PollUntilContextTimeout(t.Context(), time.Millisecond, waitLimit, true, func(context.Context) (bool, error) {
+		select {
+		case w = <-h.client.watches:
+			return true, nil
+		default:
+			h.clock.Step(time.Second) // the backoff runs on the fake clock
+			return false, nil
+		}
+	})
+	if err != nil {
+		t.Fatal("the issuer never watched again")
+	}
+	w.Modify(h.ca.sign(t, h.client.stored(t, req.Name)))
+	if o := await(t, done); o.err != nil {
+		t.Fatal(o.err)
 	}
 }

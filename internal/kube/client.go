@@ -112,16 +112,19 @@ func (c *Client) WatchCSR(ctx context.Context, name string, opts metav1.ListOpti
 }
 
 // TrustBundle returns the concatenated PEM of the ClusterTrustBundles that
-// the signer publishes for signerName, or nil if there are none. It is read
-// from the API server's cache (resourceVersion 0) rather than as a
-// consistent read, which waits for the cache to catch up with etcd: a
-// bundle a moment old is fine, since a signer publishes the new CA next to
-// the old one before it signs with it, and the sidecar follows the bundle.
-func (c *Client) TrustBundle(ctx context.Context, signerName string) ([]byte, error) {
+// the signer publishes for signerName, or nil if there are none. With
+// fromCache the API server answers from its watch cache (resourceVersion 0)
+// at once, possibly a moment behind; without it the read is consistent, and
+// the API server first waits for its cache to catch up with etcd (tens of
+// milliseconds on an idle cluster).
+func (c *Client) TrustBundle(ctx context.Context, signerName string, fromCache bool) ([]byte, error) {
 	list := &certificatesv1.ClusterTrustBundleList{}
-	err := c.certs.Get().Resource("clustertrustbundles").
-		Param("fieldSelector", fields.OneTermEqualSelector("spec.signerName", signerName).String()).
-		Param("resourceVersion", "0").
+	req := c.certs.Get().Resource("clustertrustbundles").
+		Param("fieldSelector", fields.OneTermEqualSelector("spec.signerName", signerName).String())
+	if fromCache {
+		req = req.Param("resourceVersion", "0")
+	}
+	err := req.
 		Do(ctx).Into(list)
 	if err != nil {
 		return nil, err
