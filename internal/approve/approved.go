@@ -3,7 +3,6 @@ package approve
 import (
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"net/netip"
 	"strings"
 
@@ -15,26 +14,29 @@ import (
 // signed, and with what Grant. Approve false means the signer must set the
 // Failed condition with the Reason and Message.
 //
-// The approval itself is the authority for what the request names, whoever
-// gave it: the controller (Decide) or a person with the "approve" verb on the
-// signer (`kubectl certificate approve`). A person may approve what the
-// policy would not, such as a request from a plain user or for a name outside
-// the pod's Services; that is what the RBAC verb delegates. What approval
-// cannot override are the certificate template rules, so the request is
-// checked as Decide checks it, except that names are judged by form instead
-// of against a pod:
+// Who approved is not recorded in a CSR: the controller (Decide), a person
+// with the "approve" verb on the signer (`kubectl certificate approve`), or
+// a person clicking approve on a request the policy would deny. So an
+// approval is never taken as a grant of names:
 //
-//   - the request parses and its signature verifies; key type and size,
-//     usages, extensions, subject (at most a CN) and expirationSeconds are
-//     within policy;
-//   - every DNS name is a valid lowercase-comparable DNS-1123 name without
-//     wildcard; every IP is a unicast-capable address (not unspecified);
-//     no email SAN; a URI SAN only as the requester's SPIFFE ID; the CN is
-//     empty or one of the DNS names; at least one name;
-//   - when the requester is a pod (pod-bound token), that pod still exists
-//     with that UID and service account and is neither terminating nor
+//   - a request from a pod (pod-bound token) is signed only for that pod's
+//     own names (AllowedNames with the facts, as Decide), plus the names in
+//     facts.Extra: a person who means to grant more says so explicitly in
+//     AnnotationExtraNames, which only approvers may set. The pod must still
+//     exist with that UID and service account and be neither terminating nor
 //     finished: a key held by a pod that is gone must not get a certificate,
-//     however it was approved. facts.Pod must be the live pod.
+//     however it was approved. facts.Pod must be the live pod;
+//   - a request from any other identity (a person, a node, a token not bound
+//     to a pod) has no pod to check against: the approval is the approver's
+//     authority, within the certificate template rules below.
+//
+// What approval can never override are the certificate template rules: the
+// request parses and its signature verifies; key type and size, usages,
+// extensions, subject (at most a CN) and lifetime are within policy; every
+// DNS name is a valid lowercase-comparable DNS-1123 name without wildcard;
+// every IP is a unicast-capable address (not unspecified); no email SAN; a
+// URI SAN only as the requester's SPIFFE ID; the CN is empty or one of the
+// DNS names; at least one name.
 func (p *Policy) DecideApproved(csr *certificatesv1.CertificateSigningRequest, facts Facts) Decision {
 	g, err := p.decideApproved(csr, facts)
 	if err != nil {
@@ -58,28 +60,37 @@ func (p *Policy) decideApproved(csr *certificatesv1.CertificateSigningRequest, f
 	if err != nil {
 		return nil, err
 	}
-	var who *Requester
-	if r, err := RequesterOf(csr); err == nil {
-		who = &r
-		if err := checkPod(r, facts.Pod); err != nil {
+	var allowed Allowed
+	if who, err := RequesterOf(csr); err == nil {
+		if err := checkPod(who, facts.Pod); err != nil {
 			return nil, err
 		}
-	}
-	allowed, err := p.requestedNames(req.csr, who)
-	if err != nil {
+		allowed = p.AllowedNames(facts.Pod, facts.Services).with(facts.Extra)
+	} else if allowed, err = p.requestedNames(req.csr); err != nil {
 		return nil, err
 	}
 	names, err := p.authorizeNames(req.csr, allowed)
+	if d := (*Denial)(nil); errors.As(err, &d) && nameReasons[d.Reason] && facts.Pod != nil {
+		d.Message += "; an approval does not extend a pod's names: an approver grants more with the annotation " + AnnotationExtraNames
+		if facts.Extra.Ignored != "" {
+			d.Message += " (" + facts.Extra.Ignored + ")"
+		}
+		return nil, truncate(d)
+	}
 	if err != nil {
 		return nil, err
 	}
 	return &Grant{PublicKey: req.csr.PublicKey, Names: names, Usages: req.usages, ExpirationSeconds: req.expirationSeconds}, nil
 }
 
-// requestedNames is the Allowed set of an approved request: the names it
-// asks for that are well formed, so authorizeNames judges the rest (wildcards,
-// email, URI, CN) exactly as for a pod.
-func (p *Policy) requestedNames(req *x509.CertificateRequest, who *Requester) (Allowed, error) {
+// nameReasons are the denials of a name the pod does not own.
+var nameReasons = map[string]bool{ReasonDNSNameNotAllowed: true, ReasonIPNotAllowed: true, ReasonCommonNameNotAllowed: true}
+
+// requestedNames is the Allowed set of an approved request from an identity
+// that is not a pod: the names it asks for that are well formed, so
+// authorizeNames judges the rest (wildcards, email, CN) exactly as for a
+// pod. Such a requester has no SPIFFE ID of a pod, so no URI is allowed.
+func (p *Policy) requestedNames(req *x509.CertificateRequest) (Allowed, error) {
 	a := Allowed{dns: map[string]bool{}, ips: map[netip.Addr]bool{}}
 	for _, n := range req.DNSNames {
 		if strings.Contains(n, "*") {
@@ -97,9 +108,6 @@ func (p *Policy) requestedNames(req *x509.CertificateRequest, who *Requester) (A
 			return a, deny(ReasonIPNotAllowed, "IP %s names no host", ip)
 		}
 		a.ips[addr.Unmap()] = true
-	}
-	if who != nil && p.opts.TrustDomain != "" {
-		a.uri = fmt.Sprintf("spiffe://%s/ns/%s/sa/%s", p.opts.TrustDomain, who.Namespace, who.ServiceAccount)
 	}
 	return a, nil
 }

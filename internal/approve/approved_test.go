@@ -6,6 +6,7 @@ import (
 	"encoding/asn1"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
@@ -19,7 +20,7 @@ func userCSR(request []byte) *certificatesv1.CertificateSigningRequest {
 	return c
 }
 
-func TestApprovedRequestIsSignedForTheNamesItAsksWhenWellFormed(t *testing.T) {
+func TestApprovedRequestIsSignedForItsOwnOrExplicitlyGrantedNames(t *testing.T) {
 	p := newTestPolicy(t, Options{TrustDomain: "example.org"})
 	tests := []struct {
 		name    string
@@ -36,10 +37,16 @@ func TestApprovedRequestIsSignedForTheNamesItAsksWhenWellFormed(t *testing.T) {
 		wantIPs: []string{"192.0.2.7"},
 		wantCN:  "legacy.example.com",
 	}, {
-		name:    "a pod's request, pod alive, name outside its Services",
-		csr:     podCSR(csrPEM(t, dnsReq("web.example.com"), nil)),
-		facts:   Facts{Pod: testPodFacts()},
-		wantDNS: []string{"web.example.com"},
+		name:    "a pod's request for its own names",
+		csr:     podCSR(csrPEM(t, dnsReq("web.shop.svc"), nil)),
+		facts:   testFacts(),
+		wantDNS: []string{"web.shop.svc"},
+	}, {
+		name:    "a pod's request, names outside its Services granted by an approver",
+		csr:     podCSR(csrPEM(t, &x509.CertificateRequest{DNSNames: []string{"web.shop.svc", "Web.Example.com"}, IPAddresses: ips("192.0.2.7")}, nil)),
+		facts:   Facts{Pod: testPodFacts(), Services: testServices(), Extra: mustExtra(t, "web.example.com, 192.0.2.7")},
+		wantDNS: []string{"web.shop.svc", "web.example.com"},
+		wantIPs: []string{"192.0.2.7"},
 	}, {
 		name:    "a pod's SPIFFE ID",
 		csr:     podCSR(csrPEM(t, &x509.CertificateRequest{URIs: []*url.URL{mustURL(spiffeID)}}, nil)),
@@ -70,6 +77,74 @@ func TestApprovedRequestIsSignedForTheNamesItAsksWhenWellFormed(t *testing.T) {
 	}
 }
 
+// An approval by itself is not a grant: whoever clicked approve, a pod-bound
+// request gets no name the pod does not own unless the extra-names
+// annotation (reserved to approvers by admission) grants it.
+func TestApprovalAloneDoesNotExtendAPodsNames(t *testing.T) {
+	p := newTestPolicy(t, Options{})
+	tests := []struct {
+		name       string
+		req        *x509.CertificateRequest
+		facts      Facts
+		wantReason string
+		wantInMsg  string
+	}{
+		{"outside name, no annotation", dnsReq("web.example.com"), testFacts(), ReasonDNSNameNotAllowed, AnnotationExtraNames},
+		{"another namespace's service", dnsReq("web.bank.svc"), testFacts(), ReasonDNSNameNotAllowed, "web.bank.svc"},
+		{"an IP that is not the pod's", &x509.CertificateRequest{IPAddresses: ips("192.0.2.7")}, testFacts(), ReasonIPNotAllowed, AnnotationExtraNames},
+		{"granted names do not cover the request", dnsReq("api.example.com"), func() Facts {
+			f := testFacts()
+			f.Extra = mustExtra(t, "web.example.com")
+			return f
+		}(), ReasonDNSNameNotAllowed, "api.example.com"},
+		{"annotation present but not honoured", dnsReq("web.example.com"), func() Facts {
+			f := testFacts()
+			f.Extra = ExtraNames{Ignored: "policy csr-agent-extra-names is not installed"}
+			return f
+		}(), ReasonDNSNameNotAllowed, "is not installed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := p.DecideApproved(podCSR(csrPEM(t, tt.req, nil)), tt.facts)
+			if d.Approve || d.Reason != tt.wantReason || !strings.Contains(d.Message, tt.wantInMsg) {
+				t.Errorf("DecideApproved = %v %s (%s), want %s mentioning %q", d.Approve, d.Reason, d.Message, tt.wantReason, tt.wantInMsg)
+			}
+		})
+	}
+}
+
+func TestDecideIgnoresGrantedNames(t *testing.T) {
+	f := testFacts()
+	f.Extra = mustExtra(t, "web.example.com")
+	if d := newTestPolicy(t, Options{}).Decide(podCSR(csrPEM(t, dnsReq("web.example.com"), nil)), f); d.Reason != ReasonDNSNameNotAllowed {
+		t.Errorf("Decide = %s (%s), want %s: the controller's own approval never grants extra names", d.Reason, d.Message, ReasonDNSNameNotAllowed)
+	}
+}
+
+func TestParseExtraNamesRefusesAnyBadEntry(t *testing.T) {
+	for _, bad := range []string{"*.example.com", "example.com.", "a b", "0.0.0.0", "::", "fe80::1%eth0", "web.example.com,*"} {
+		if _, err := ParseExtraNames(bad); err == nil || !strings.Contains(err.Error(), AnnotationExtraNames) {
+			t.Errorf("ParseExtraNames(%q) error = %v, want one naming the annotation", bad, err)
+		}
+	}
+	got, err := ParseExtraNames(" Web.Example.com ,, 192.0.2.7,::ffff:192.0.2.8 ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got.DNSNames, []string{"web.example.com"}) || len(got.IPs) != 2 || got.IPs[1].String() != "192.0.2.8" {
+		t.Errorf("ParseExtraNames = %+v", got)
+	}
+}
+
+func mustExtra(t *testing.T, value string) ExtraNames {
+	t.Helper()
+	e, err := ParseExtraNames(value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
 func TestApprovedRequestStillObeysTheTemplateRules(t *testing.T) {
 	p := newTestPolicy(t, Options{TrustDomain: "example.org"})
 	gone := testPodFacts()
@@ -95,11 +170,6 @@ func TestApprovedRequestStillObeysTheTemplateRules(t *testing.T) {
 		{"CA", userCSR(csrPEM(t, &x509.CertificateRequest{DNSNames: []string{"a.example.com"}, ExtraExtensions: []pkix.Extension{ext(oidBasicConstraints, struct{ IsCA bool }{true})}}, nil)), Facts{}, ReasonCARequested},
 		{"unknown extension", userCSR(csrPEM(t, &x509.CertificateRequest{DNSNames: []string{"a.example.com"}, ExtraExtensions: []pkix.Extension{ext(asn1.ObjectIdentifier{1, 2, 3, 4}, 1)}}, nil)), Facts{}, ReasonExtensionNotAllowed},
 		{"weak key", userCSR(csrPEM(t, dnsReq("a.example.com"), keyRSA1024())), Facts{}, ReasonWeakKey},
-		{"too long", func() *certificatesv1.CertificateSigningRequest {
-			c := userCSR(csrPEM(t, dnsReq("a.example.com"), nil))
-			c.Spec.ExpirationSeconds = int32p(7 * 24 * 3600)
-			return c
-		}(), Facts{}, ReasonExpirationTooLong},
 		{"pod gone", podCSR(csrPEM(t, dnsReq("web.shop.svc"), nil)), Facts{}, ReasonPodNotFound},
 		{"pod re-created under the same name", podCSR(csrPEM(t, dnsReq("web.shop.svc"), nil)), Facts{Pod: gone}, ReasonPodUIDMismatch},
 		{"pod finished", podCSR(csrPEM(t, dnsReq("web.shop.svc"), nil)), Facts{Pod: finished}, ReasonPodFinished},

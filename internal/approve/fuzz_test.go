@@ -18,14 +18,14 @@ func FuzzDecideNeverApprovesArbitraryRequests(f *testing.F) {
 	for _, tmpl := range []*x509.CertificateRequest{
 		{DNSNames: []string{"web.bank.svc.cluster.local"}},
 		{DNSNames: []string{"*.shop.svc.cluster.local"}},
-		{Subject: pkix.Name{CommonName: "web", Organization: []string{"system:masters"}}, DNSNames: []string{"web"}},
+		{Subject: pkix.Name{CommonName: "web", Organization: []string{"system:masters"}}, DNSNames: []string{"web.shop.svc"}},
 		{IPAddresses: ips("10.1.2.4")},
 		{URIs: []*url.URL{mustURL("spiffe://example.org/ns/kube-system/sa/admin")}},
-		{DNSNames: []string{"web"}, ExtraExtensions: []pkix.Extension{basicConstraintsCA()}},
+		{DNSNames: []string{"web.shop.svc"}, ExtraExtensions: []pkix.Extension{basicConstraintsCA()}},
 	} {
 		f.Add(csrPEM(f, tmpl, nil))
 	}
-	f.Add(csrPEM(f, dnsReq("web"), keyRSA1024()))
+	f.Add(csrPEM(f, dnsReq("web.shop.svc"), keyRSA1024()))
 	f.Add([]byte("-----BEGIN CERTIFICATE REQUEST-----\nMAA=\n-----END CERTIFICATE REQUEST-----\n"))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, request []byte) {

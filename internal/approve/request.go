@@ -336,9 +336,12 @@ func (p *Policy) checkExpiration(seconds *int32) (*int32, error) {
 	if *seconds <= 0 {
 		return nil, deny(ReasonInvalidRequest, "expirationSeconds %d is not positive", *seconds)
 	}
-	if d := time.Duration(*seconds) * time.Second; d > p.opts.MaxExpiration {
-		return nil, deny(ReasonExpirationTooLong, "expirationSeconds %d (%s) exceeds the maximum %s", *seconds, d, p.opts.MaxExpiration)
-	}
+	// Clamped, not denied: the CSR API lets a signer issue for less than
+	// expirationSeconds asks, and the agent schedules its renewal from the
+	// certificate it gets.
 	v := *seconds
+	if limit := int64(p.opts.MaxExpiration / time.Second); int64(v) > limit {
+		v = int32(limit) // limit < v, so it fits
+	}
 	return &v, nil
 }

@@ -38,7 +38,7 @@ func decide(t *testing.T, csr *certificatesv1.CertificateSigningRequest) Decisio
 }
 
 func TestRequiresProofOfPossession(t *testing.T) {
-	valid := func(t *testing.T) []byte { return csrPEM(t, dnsReq("web"), nil) }
+	valid := func(t *testing.T) []byte { return csrPEM(t, dnsReq("web.shop.svc"), nil) }
 	tests := []struct {
 		name       string
 		request    func(t *testing.T) []byte
@@ -97,10 +97,10 @@ func TestAllowsOnlyStrongSupportedKeys(t *testing.T) {
 		{"ECDSA P-224", withSigner(keyP224), ReasonWeakKey},
 		{"ECDSA P-521", withSigner(keyP521), ReasonKeyTypeNotAllowed},
 		{"RSA 9000", func(t *testing.T) []byte {
-			return withPublicKey(t, csrPEM(t, dnsReq("web"), keyRSA2048()), hugeRSAKey())
+			return withPublicKey(t, csrPEM(t, dnsReq("web.shop.svc"), keyRSA2048()), hugeRSAKey())
 		}, ReasonKeyTypeNotAllowed},
 		{"unknown key algorithm", func(t *testing.T) []byte {
-			return tamper(t, csrPEM(t, dnsReq("web"), nil), func(_ *rawCSR, tbs *rawTBS) {
+			return tamper(t, csrPEM(t, dnsReq("web.shop.svc"), nil), func(_ *rawCSR, tbs *rawTBS) {
 				tbs.PublicKey = asn1.RawValue{FullBytes: must(asn1.Marshal(struct {
 					Alg pkix.AlgorithmIdentifier
 					Key asn1.BitString
@@ -119,7 +119,7 @@ func TestAllowsOnlyStrongSupportedKeys(t *testing.T) {
 }
 
 func withSigner(key func() crypto.Signer) func(t *testing.T) []byte {
-	return func(t *testing.T) []byte { return csrPEM(t, dnsReq("web"), key()) }
+	return func(t *testing.T) []byte { return csrPEM(t, dnsReq("web.shop.svc"), key()) }
 }
 
 func TestAllowsOnlyLeafExtensionsMatchingUsages(t *testing.T) {
@@ -147,7 +147,7 @@ func TestAllowsOnlyLeafExtensionsMatchingUsages(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tmpl := dnsReq("web")
+			tmpl := dnsReq("web.shop.svc")
 			tmpl.ExtraExtensions = tt.exts
 			d := decide(t, podCSR(csrPEM(t, tmpl, nil)))
 			if d.Reason != tt.wantReason {
@@ -165,7 +165,7 @@ func TestAllowsOnlyACommonNameInTheSubject(t *testing.T) {
 		wantReason string
 	}{
 		{"empty", pkix.Name{}, ReasonApproved},
-		{"CN", pkix.Name{CommonName: "web"}, ReasonApproved},
+		{"CN", pkix.Name{CommonName: "web.shop.svc"}, ReasonApproved},
 		{"O", pkix.Name{CommonName: "web", Organization: []string{"system:masters"}}, ReasonSubjectNotAllowed},
 		{"OU", pkix.Name{OrganizationalUnit: []string{"ops"}}, ReasonSubjectNotAllowed},
 		{"C", pkix.Name{Country: []string{"DE"}}, ReasonSubjectNotAllowed},
@@ -175,7 +175,7 @@ func TestAllowsOnlyACommonNameInTheSubject(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := decide(t, podCSR(csrPEM(t, &x509.CertificateRequest{Subject: tt.subject, DNSNames: []string{"web"}}, nil)))
+			d := decide(t, podCSR(csrPEM(t, &x509.CertificateRequest{Subject: tt.subject, DNSNames: []string{"web.shop.svc"}}, nil)))
 			if d.Reason != tt.wantReason {
 				t.Errorf("Reason = %s (%s), want %s", d.Reason, d.Message, tt.wantReason)
 			}
@@ -211,7 +211,7 @@ func TestAllowsOnlyTLSUsages(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			csr := podCSR(csrPEM(t, dnsReq("web"), nil))
+			csr := podCSR(csrPEM(t, dnsReq("web.shop.svc"), nil))
 			csr.Spec.Usages = tt.usages
 			d := decide(t, csr)
 			if d.Reason != tt.wantReason {
@@ -221,29 +221,43 @@ func TestAllowsOnlyTLSUsages(t *testing.T) {
 	}
 }
 
-func TestCapsRequestedExpiration(t *testing.T) {
+func TestClampsRequestedExpirationToTheMaximum(t *testing.T) {
 	tests := []struct {
 		name       string
 		max        time.Duration
 		seconds    *int32
 		wantReason string
+		wantGrant  *int32
 	}{
-		{"unset: signer's maximum", 0, nil, ReasonApproved},
-		{"kube-apiserver minimum", 0, int32p(600), ReasonApproved},
-		{"at the maximum", time.Hour, int32p(3600), ReasonApproved},
-		{"one second over", time.Hour, int32p(3601), ReasonExpirationTooLong},
-		{"far over", 0, int32p(365 * 24 * 3600), ReasonExpirationTooLong},
-		{"zero", 0, int32p(0), ReasonInvalidRequest},
-		{"negative", 0, int32p(-1), ReasonInvalidRequest},
+		{"unset: signer's maximum", 0, nil, ReasonApproved, nil},
+		{"kube-apiserver minimum", 0, int32p(600), ReasonApproved, int32p(600)},
+		{"at the maximum", time.Hour, int32p(3600), ReasonApproved, int32p(3600)},
+		{"one second over: clamped", time.Hour, int32p(3601), ReasonApproved, int32p(3600)},
+		{"far over: clamped", 0, int32p(365 * 24 * 3600), ReasonApproved, int32p(24 * 3600)},
+		{"zero", 0, int32p(0), ReasonInvalidRequest, nil},
+		{"negative", 0, int32p(-1), ReasonInvalidRequest, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			csr := podCSR(csrPEM(t, dnsReq("web"), nil))
+			csr := podCSR(csrPEM(t, dnsReq("web.shop.svc"), nil))
 			csr.Spec.ExpirationSeconds = tt.seconds
 			d := newTestPolicy(t, Options{MaxExpiration: tt.max}).Decide(csr, testFacts())
 			if d.Reason != tt.wantReason {
-				t.Errorf("Reason = %s (%s), want %s", d.Reason, d.Message, tt.wantReason)
+				t.Fatalf("Reason = %s (%s), want %s", d.Reason, d.Message, tt.wantReason)
+			}
+			if d.Grant == nil {
+				return
+			}
+			if got := d.Grant.ExpirationSeconds; (got == nil) != (tt.wantGrant == nil) || (got != nil && *got != *tt.wantGrant) {
+				t.Errorf("Grant.ExpirationSeconds = %v, want %v", deref(got), deref(tt.wantGrant))
 			}
 		})
 	}
+}
+
+func deref(p *int32) any {
+	if p == nil {
+		return nil
+	}
+	return *p
 }
