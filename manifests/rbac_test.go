@@ -134,8 +134,16 @@ func TestControllerCanIssueOnlyForItsSignerAndReadOnlyItsCA(t *testing.T) {
 		{verb: "get", group: "coordination.k8s.io", resource: "leases", namespace: ns, name: "csr-agent-controller"},
 		{verb: "update", group: "coordination.k8s.io", resource: "leases", namespace: ns, name: "csr-agent-controller"},
 		{verb: "create", group: "coordination.k8s.io", resource: "leases", namespace: ns},
+		// Whether the extra-names annotation is guarded by admission.
+		{verb: "get", group: "admissionregistration.k8s.io", resource: "validatingadmissionpolicies", name: "csr-agent-extra-names"},
+		{verb: "get", group: "admissionregistration.k8s.io", resource: "validatingadmissionpolicybindings", name: "csr-agent-extra-names"},
 	})
 	checkAccess(t, env, ns, sa, false, []access{
+		// Admission policies: read its own guard only, change none.
+		{verb: "get", group: "admissionregistration.k8s.io", resource: "validatingadmissionpolicies", name: "other"},
+		{verb: "list", group: "admissionregistration.k8s.io", resource: "validatingadmissionpolicies"},
+		{verb: "update", group: "admissionregistration.k8s.io", resource: "validatingadmissionpolicies", name: "csr-agent-extra-names"},
+		{verb: "delete", group: "admissionregistration.k8s.io", resource: "validatingadmissionpolicybindings", name: "csr-agent-extra-names"},
 		// Never a kubernetes.io signer, nor another signer of the domain.
 		signer("approve", "kubernetes.io/kube-apiserver-client"), signer("sign", "kubernetes.io/kube-apiserver-client"),
 		signer("approve", "kubernetes.io/kube-apiserver-client-kubelet"), signer("sign", "kubernetes.io/kube-apiserver-client-kubelet"),

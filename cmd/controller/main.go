@@ -98,10 +98,11 @@ func runController(ctx context.Context, cfg *config.Controller) error {
 		return fmt.Errorf("building client: %w", err)
 	}
 	policy, err := approve.New(approve.Options{
-		SignerName:    cfg.SignerName,
-		ClusterDomain: cfg.ClusterDomain,
-		MaxExpiration: cfg.MaxExpiration,
-		TrustDomain:   cfg.SPIFFETrustDomain,
+		SignerName:        cfg.SignerName,
+		ClusterDomain:     cfg.ClusterDomain,
+		ShortServiceNames: cfg.ShortServiceNames,
+		MaxExpiration:     cfg.MaxExpiration,
+		TrustDomain:       cfg.SPIFFETrustDomain,
 	})
 	if err != nil {
 		return err

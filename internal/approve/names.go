@@ -58,7 +58,7 @@ func (p *Policy) AllowedNames(pod *Pod, services []Service) Allowed {
 	}
 	ns, domain := pod.Namespace, p.opts.ClusterDomain
 	for _, s := range services {
-		if !s.selects(pod) {
+		if !s.Selects(pod) {
 			continue
 		}
 		a.addDNS(s.Name+"."+ns+".svc", s.Name+"."+ns+".svc."+domain)
@@ -73,7 +73,7 @@ func (p *Policy) AllowedNames(pod *Pod, services []Service) Allowed {
 		}
 	}
 	if pod.Hostname != "" && pod.Subdomain != "" && slices.ContainsFunc(services, func(s Service) bool {
-		return s.Name == pod.Subdomain && s.headless() && s.selects(pod)
+		return s.Name == pod.Subdomain && s.headless() && s.Selects(pod)
 	}) {
 		a.addDNS(pod.Hostname + "." + pod.Subdomain + "." + ns + ".svc." + domain)
 	}
@@ -89,6 +89,25 @@ func (p *Policy) AllowedNames(pod *Pod, services []Service) Allowed {
 		a.uri = "spiffe://" + p.opts.TrustDomain + "/ns/" + ns + "/sa/" + pod.ServiceAccountName
 	}
 	return a
+}
+
+// NameConstraints are the X.509 permitted subtrees that cover every name
+// AllowedNames can ever allow, for a CA that issues only under this policy:
+// DNS names under the cluster domain (Service, headless and pod-IP names)
+// and under "svc" (<svc>.<ns>.svc), and URIs in the SPIFFE trust domain.
+// With a CA carrying them, a certificate wrongly issued for an outside name
+// such as google.com does not verify for it. dns is nil when
+// ShortServiceNames is on: <svc> and <svc>.<ns> can be any name, so no DNS
+// subtree covers them. IPs are left unconstrained: the pod and Service
+// ranges are not the policy's to know.
+func (p *Policy) NameConstraints() (dns, uri []string) {
+	if !p.opts.ShortServiceNames {
+		dns = []string{p.opts.ClusterDomain, "svc"}
+	}
+	if p.opts.TrustDomain != "" {
+		uri = []string{p.opts.TrustDomain}
+	}
+	return dns, uri
 }
 
 func (a Allowed) addDNS(names ...string) {

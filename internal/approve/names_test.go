@@ -278,7 +278,7 @@ func TestServiceRulesFollowKubernetes(t *testing.T) {
 		{"ExternalName", Service{Namespace: testNS, Type: corev1.ServiceTypeExternalName, Selector: map[string]string{"app": "web"}}, false},
 	}
 	for _, tt := range tests {
-		if got := tt.svc.selects(pod); got != tt.want {
+		if got := tt.svc.Selects(pod); got != tt.want {
 			t.Errorf("%s: selects = %v, want %v", tt.name, got, tt.want)
 		}
 	}

@@ -138,11 +138,11 @@ func (s Service) headless() bool {
 	return len(s.ClusterIPs) == 0 || s.ClusterIPs[0] == corev1.ClusterIPNone
 }
 
-// selects reports whether s routes to pod. It follows the Service rules: a
+// Selects reports whether s routes to pod. It follows the Service rules: a
 // Service with an empty selector selects nothing automatically (its
 // endpoints are managed by hand, so its names are not this pod's), and an
 // ExternalName Service resolves to a CNAME elsewhere, never to a pod.
-func (s Service) selects(pod *Pod) bool {
+func (s Service) Selects(pod *Pod) bool {
 	if s.Namespace != pod.Namespace || s.Type == corev1.ServiceTypeExternalName || len(s.Selector) == 0 {
 		return false
 	}

@@ -13,6 +13,7 @@ import (
 type Controller struct {
 	SignerName         string        // SIGNER_NAME
 	ClusterDomain      string        // CLUSTER_DOMAIN
+	ShortServiceNames  bool          // SHORT_SERVICE_NAMES
 	MaxExpiration      time.Duration // MAX_EXPIRATION
 	SPIFFETrustDomain  string        // SPIFFE_TRUST_DOMAIN
 	CASecretNamespace  string        // CA_SECRET_NAMESPACE

@@ -10,7 +10,8 @@ import "time"
 type controllerSpec struct {
 	SignerName         envVar[string]        `envconfig:"SIGNER_NAME" default:"csr-agent.io/pod" form:"signer name domain/path, e.g. example.com/pod" desc:"spec.signerName the controller approves and signs for; CSRs of other signers are never touched."`
 	ClusterDomain      envVar[string]        `envconfig:"CLUSTER_DOMAIN" default:"cluster.local" form:"DNS-1123 subdomain" desc:"Cluster DNS domain, the suffix of the Service and pod DNS names a pod may ask for."`
-	MaxExpiration      envVar[time.Duration] `envconfig:"MAX_EXPIRATION" default:"24h" form:"Go duration, e.g. 24h, at least 10m" desc:"Longest certificate lifetime: a request with a longer spec.expirationSeconds is denied, one without gets this. Pods renew well before expiry, so a leaked key is useful for a day at most."`
+	ShortServiceNames  envVar[bool]          `envconfig:"SHORT_SERVICE_NAMES" default:"false" form:"true or false" desc:"Also allow the short Service names <svc>.<ns> and <svc>, and leave them out of the generated CA's name constraints. Off by default: they are names outside the cluster domain (a namespace named com with a Service google would own google.com; a Service named localhost, localhost), and <svc> is the same name in every namespace. Turn on only where every namespace's owner is trusted with such names."`
+	MaxExpiration      envVar[time.Duration] `envconfig:"MAX_EXPIRATION" default:"24h" form:"Go duration, e.g. 24h, at least 10m" desc:"Longest certificate lifetime: a request with a longer spec.expirationSeconds, or none, gets this (the CSR API lets a signer shorten the lifetime; the agent renews from the certificate it gets). Pods renew well before expiry, so a leaked key is useful for a day at most."`
 	SPIFFETrustDomain  envVar[string]        `envconfig:"SPIFFE_TRUST_DOMAIN" empty:"unset" form:"SPIFFE trust domain: lowercase letters, digits, '.', '-', '_'" desc:"Allows the URI SAN spiffe://<trust domain>/ns/<ns>/sa/<sa> of the requesting pod. Unset: no URI SAN is allowed."`
 	CASecretNamespace  envVar[string]        `envconfig:"CA_SECRET_NAMESPACE" default:"csr-agent-system" form:"DNS-1123 label" desc:"Namespace of the CA Secret."`
 	CASecretName       envVar[string]        `envconfig:"CA_SECRET_NAME" default:"csr-agent-ca" form:"DNS-1123 subdomain" desc:"kubernetes.io/tls Secret holding the CA: tls.crt (signing certificate, then intermediates), tls.key, optional ca.crt (trust anchors). Reloaded when it changes."`
@@ -43,6 +44,7 @@ func (s *controllerSpec) controller() *Controller {
 	return &Controller{
 		SignerName:         s.SignerName.val,
 		ClusterDomain:      s.ClusterDomain.val,
+		ShortServiceNames:  s.ShortServiceNames.val,
 		MaxExpiration:      s.MaxExpiration.val,
 		SPIFFETrustDomain:  s.SPIFFETrustDomain.val,
 		CASecretNamespace:  s.CASecretNamespace.val,

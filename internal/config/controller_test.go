@@ -56,7 +56,7 @@ func TestControllerAppliesDefaults(t *testing.T) {
 // or not copied, shows.
 func TestControllerReadsEveryVariable(t *testing.T) {
 	env := map[string]string{
-		"SIGNER_NAME": "example.com/pods", "CLUSTER_DOMAIN": "example.local", "MAX_EXPIRATION": "1h",
+		"SIGNER_NAME": "example.com/pods", "CLUSTER_DOMAIN": "example.local", "SHORT_SERVICE_NAMES": "true", "MAX_EXPIRATION": "1h",
 		"SPIFFE_TRUST_DOMAIN": "example.org", "CA_SECRET_NAMESPACE": "pki", "CA_SECRET_NAME": "pod-ca",
 		"CREATE_CA": "false", "CA_DIR": "/etc/ca", "TRUST_BUNDLE_NAME": "example.com:pods:root", "LEADER_ELECT": "true",
 		"LEASE_NAMESPACE": "ops", "LEASE_NAME": "signer", "POD_NAME": "controller-0", "LEASE_DURATION": "30s",
@@ -74,7 +74,7 @@ func TestControllerReadsEveryVariable(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Controller{
-		SignerName: "example.com/pods", ClusterDomain: "example.local", MaxExpiration: time.Hour,
+		SignerName: "example.com/pods", ClusterDomain: "example.local", ShortServiceNames: true, MaxExpiration: time.Hour,
 		SPIFFETrustDomain: "example.org", CASecretNamespace: "pki", CASecretName: "pod-ca", CADir: "/etc/ca",
 		TrustBundleName: "example.com:pods:root", LeaderElect: true, LeaseNamespace: "ops", LeaseName: "signer",
 		PodName: "controller-0", LeaseDuration: 30 * time.Second, LeaseRenewDeadline: 20 * time.Second,

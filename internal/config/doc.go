@@ -56,9 +56,11 @@
 // ControllerMarkdownTable (the README table between the controller-config
 // markers) render them. In short:
 //
-//   - Policy: SIGNER_NAME, CLUSTER_DOMAIN, MAX_EXPIRATION (24h: the agent's
-//     default CERT_DURATION, so a default agent is never denied for
-//     lifetime), SPIFFE_TRUST_DOMAIN (unset: no URI SAN is allowed).
+//   - Policy: SIGNER_NAME, CLUSTER_DOMAIN, SHORT_SERVICE_NAMES (false: only
+//     <svc>.<ns>.svc and <svc>.<ns>.svc.<domain>, never a name outside the
+//     cluster's), MAX_EXPIRATION (24h, the agent's default CERT_DURATION;
+//     a longer request is issued for this long, not denied),
+//     SPIFFE_TRUST_DOMAIN (unset: no URI SAN is allowed).
 //   - CA and trust: CA_SECRET_NAMESPACE and CA_SECRET_NAME (a
 //     kubernetes.io/tls Secret), CREATE_CA (create a self-signed CA there if
 //     the Secret is missing), or CA_DIR (the same files in a directory,

@@ -156,7 +156,11 @@ func (c *Controller) caSourceName() string {
 // race, the API server lets one create; the other gets AlreadyExists and
 // loads the winner's CA from the cache on the next sync.
 func (c *Controller) createCA(ctx context.Context) (*sign.CA, error) {
-	ca, err := sign.NewSelfSignedCA(sign.SelfSignedOptions{CommonName: c.signer + " CA", Clock: c.opts.Clock})
+	dns, uri := c.opts.Policy.NameConstraints()
+	ca, err := sign.NewSelfSignedCA(sign.SelfSignedOptions{
+		CommonName: c.signer + " CA", Clock: c.opts.Clock,
+		PermittedDNSDomains: dns, PermittedURIDomains: uri,
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -10,18 +10,25 @@
 //     only what the policy reads) and the CA Secret (field selector on its
 //     name).
 //   - reconcile.go, decide.go, issue.go: a rate-limited workqueue of CSR
-//     names, in the style of kubernetes/sample-controller. A pending CSR is
-//     decided from the caches; a denial that depends on the pod or its
-//     Services is confirmed against the API first, so a cache lagging behind
-//     a new pod or Service never becomes a denial. An approval is written
-//     with UpdateApproval and the certificate is signed in the same pass.
-//     Any error (API, conflict, no CA yet) is retried with backoff; only a
-//     policy decision denies or fails a CSR. Approvals trust the caches,
-//     which trail the API by the watch latency (milliseconds): a pod
-//     deleted within that window of its CSR may still be approved, which
-//     gives no more than the pod's own token did when it created the CSR. A
-//     live read before every approval would cost a third API call per
-//     certificate in a burst.
+//     names, in the style of kubernetes/sample-controller. The caches only
+//     pick the path; what is written is decided from the API (decide.go):
+//     before an approval or a signature the pod is read live (UID, service
+//     account, labels, IPs, deletion) together with the Services that
+//     select it, so a pod deleted, re-created or relabelled after its CSR
+//     was created is seen; before a denial that depends on the pod or its
+//     Services, the pod and every Service of its namespace are read live, so
+//     a cache lagging behind a new pod or Service never becomes a denial.
+//     That costs two reads per certificate (pod and Service) next to its two
+//     writes. An approval is written with UpdateApproval and the certificate
+//     is signed in the same pass. Any error (API, conflict, no CA yet) is
+//     retried with backoff; only a policy decision denies or fails a CSR.
+//   - budget.go: each requester (a pod, by UID) gets a burst of decisions
+//     and then one every two seconds; past that its CSRs wait in the queue
+//     (never denied for it), so a pod creating CSRs in a loop cannot turn
+//     its requests into reads and writes at the controller's priority.
+//   - extranames.go: the csr-agent.io/extra-names annotation, honoured for
+//     an approved pod request only while the admission policy reserving it
+//     to approvers is installed.
 //   - ca.go, cafiles.go, trustbundle.go: the CA is read from a
 //     kubernetes.io/tls Secret (optionally created there) or from a
 //     directory of the same files, and swapped in whole when it changes.
@@ -36,12 +43,16 @@
 //
 // The controller approves only what the policy allows (approve.Decide). A
 // CSR approved by anyone else with the "approve" verb on the signer, such
-// as a person running `kubectl certificate approve`, is signed too:
-// approval by a human is authority, and approve.DecideApproved still applies
-// the certificate template rules (well-formed names only, no wildcard, no CA,
-// allowed keys, usages and lifetime) and, for a request from a pod, checks
-// that the pod is still alive with the same UID. A CSR denied or failed by
-// anyone is left alone, as is a CSR of another signer.
+// as a person running `kubectl certificate approve`, is signed too, under
+// approve.DecideApproved: the certificate template rules (well-formed names
+// only, no wildcard, no CA, allowed keys, usages and lifetime) always
+// apply, and a request from a pod is signed only for that pod's own names,
+// and only while the pod is alive with the same UID. An approval records
+// no author and no intent, so clicking approve never grants a pod more; a
+// person who means to grant more names them in the csr-agent.io/extra-names
+// annotation. A request from an identity that is not a pod is the
+// approver's authority. A CSR denied or failed by anyone is left alone, as
+// is a CSR of another signer.
 //
 // # Signing exactly once
 //
@@ -63,6 +74,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	certificatesv1 "k8s.io/api/certificates/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/events"
@@ -186,6 +198,10 @@ type Controller struct {
 	synced   atomic.Bool
 	leading  atomic.Bool // workers run; see enqueueCSR
 	ran      atomic.Bool
+	budgets  *budgets
+	// afterCachedFacts, set by tests only, runs between the cached and the
+	// fresh reads of a decision.
+	afterCachedFacts func(*certificatesv1.CertificateSigningRequest)
 }
 
 // New defaults and validates opts and builds the controller. It makes no
@@ -200,6 +216,7 @@ func New(opts Options) (*Controller, error) {
 		signer:  opts.Policy.Options().SignerName,
 		queue:   newQueue(),
 		written: newWrittenVersions(),
+		budgets: newBudgets(),
 	}
 	c.informer = newInformers(opts.Client, opts.Policy, opts.CASecret)
 	c.events, c.recorder = newEventRecorder(opts.Client)

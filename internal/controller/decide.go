@@ -15,11 +15,25 @@ import (
 	"github.com/csr-agent/csr-agent/internal/approve"
 )
 
-// factSource reads what the policy needs to know about the requesting pod.
-type factSource func(ctx context.Context, who approve.Requester) (approve.Facts, error)
+// Facts are read at three levels of freshness. The caches trail the API by
+// the watch latency, so they only ever pick the path; what is written is
+// decided from the API:
+//
+//   - cachedFacts: the pod and its namespace's Services from the informers.
+//     A request-only denial (a wildcard, a weak key...) needs nothing more.
+//   - freshFacts, before any approval or signature: the pod read live (its
+//     UID, service account, labels, IPs, deletion) and every cached Service
+//     that selects the live pod read live too, so a pod deleted,
+//     re-created or relabelled, or a Service edited, since the CSR was
+//     created is seen. A Service the cache has not seen yet can only be
+//     missing from the grant, never wrongly in it. Two reads for a pod
+//     behind one Service.
+//   - liveFacts, before any denial that depends on the pod or its Services:
+//     the pod and a list of every Service of its namespace, so a cache
+//     lagging behind a new pod or Service never becomes a denial.
 
 // cachedFacts reads the pod and its namespace's Services from the caches.
-func (c *Controller) cachedFacts(_ context.Context, who approve.Requester) (approve.Facts, error) {
+func (c *Controller) cachedFacts(who approve.Requester) (approve.Facts, error) {
 	var facts approve.Facts
 	pod, err := c.informer.podLister.Pods(who.Namespace).Get(who.PodName)
 	switch {
@@ -38,20 +52,41 @@ func (c *Controller) cachedFacts(_ context.Context, who approve.Requester) (appr
 	return facts, nil
 }
 
-// liveFacts reads the same from the API server. It confirms a denial that
-// depends on them: the caches may not have seen a pod or a Service created
-// a moment before the CSR.
+// freshFacts reads the pod live and re-reads, live, the cached Services that
+// select it.
+func (c *Controller) freshFacts(ctx context.Context, who approve.Requester, cached approve.Facts) (approve.Facts, error) {
+	var facts approve.Facts
+	pod, err := c.livePod(ctx, who)
+	if err != nil || pod == nil {
+		return facts, err
+	}
+	facts.Pod = pod
+	core := c.opts.Client.CoreV1()
+	for _, s := range cached.Services {
+		if !s.Selects(pod) {
+			continue
+		}
+		svc, err := core.Services(s.Namespace).Get(ctx, s.Name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			continue
+		case err != nil:
+			return facts, fmt.Errorf("reading service %s/%s: %w", s.Namespace, s.Name, err)
+		}
+		facts.Services = append(facts.Services, approve.ServiceFrom(svc))
+	}
+	return facts, nil
+}
+
+// liveFacts reads the pod and every Service of its namespace from the API.
 func (c *Controller) liveFacts(ctx context.Context, who approve.Requester) (approve.Facts, error) {
 	var facts approve.Facts
-	core := c.opts.Client.CoreV1()
-	pod, err := core.Pods(who.Namespace).Get(ctx, who.PodName, metav1.GetOptions{})
-	switch {
-	case err == nil:
-		facts.Pod = approve.PodFrom(pod)
-	case !apierrors.IsNotFound(err):
-		return facts, fmt.Errorf("reading pod %s/%s: %w", who.Namespace, who.PodName, err)
+	pod, err := c.livePod(ctx, who)
+	if err != nil {
+		return facts, err
 	}
-	svcs, err := core.Services(who.Namespace).List(ctx, metav1.ListOptions{})
+	facts.Pod = pod
+	svcs, err := c.opts.Client.CoreV1().Services(who.Namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return facts, fmt.Errorf("listing services of %s: %w", who.Namespace, err)
 	}
@@ -61,9 +96,21 @@ func (c *Controller) liveFacts(ctx context.Context, who approve.Requester) (appr
 	return facts, nil
 }
 
-// decideWith applies rule to csr with the cached facts and, when the
-// outcome is negative and could differ with fresher facts, again with live
-// ones. A request that is not from a pod has no facts to read.
+// livePod reads the requesting pod from the API; nil when it does not exist.
+func (c *Controller) livePod(ctx context.Context, who approve.Requester) (*approve.Pod, error) {
+	pod, err := c.opts.Client.CoreV1().Pods(who.Namespace).Get(ctx, who.PodName, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading pod %s/%s: %w", who.Namespace, who.PodName, err)
+	}
+	return approve.PodFrom(pod), nil
+}
+
+// decideWith applies rule to csr: from the caches first, then from fresh
+// facts before an approval and from live facts before a denial that depends
+// on them (see above). A request that is not from a pod has no facts to read.
 func (c *Controller) decideWith(ctx context.Context, csr *certificatesv1.CertificateSigningRequest,
 	rule func(*certificatesv1.CertificateSigningRequest, approve.Facts) approve.Decision,
 ) (approve.Decision, *approve.Requester, error) {
@@ -71,17 +118,29 @@ func (c *Controller) decideWith(ctx context.Context, csr *certificatesv1.Certifi
 	if err != nil {
 		return rule(csr, approve.Facts{}), nil, nil
 	}
-	var d approve.Decision
-	for _, read := range []factSource{c.cachedFacts, c.liveFacts} {
-		facts, err := read(ctx, who)
-		if err != nil {
-			return d, &who, err
+	facts, err := c.cachedFacts(who)
+	if err != nil {
+		return approve.Decision{}, &who, err
+	}
+	d := rule(csr, facts)
+	if !d.Approve && !approve.DependsOnFacts(d.Reason) {
+		return d, &who, nil
+	}
+	if d.Approve {
+		if c.afterCachedFacts != nil {
+			c.afterCachedFacts(csr)
+		}
+		if facts, err = c.freshFacts(ctx, who, facts); err != nil {
+			return approve.Decision{}, &who, err
 		}
 		if d = rule(csr, facts); d.Approve || !approve.DependsOnFacts(d.Reason) {
-			break
+			return d, &who, nil
 		}
 	}
-	return d, &who, nil
+	if facts, err = c.liveFacts(ctx, who); err != nil {
+		return approve.Decision{}, &who, err
+	}
+	return rule(csr, facts), &who, nil
 }
 
 // decide approves or denies a pending CSR, and signs it once approved.
@@ -116,7 +175,14 @@ func (c *Controller) decide(ctx context.Context, csr *certificatesv1.Certificate
 // signApproved signs a CSR approved earlier, by this controller or by
 // someone else, or fails it when it cannot be signed.
 func (c *Controller) signApproved(ctx context.Context, csr *certificatesv1.CertificateSigningRequest) error {
-	d, who, err := c.decideWith(ctx, csr, c.opts.Policy.DecideApproved)
+	extra, err := c.extraNames(ctx, csr)
+	if err != nil {
+		return err
+	}
+	d, who, err := c.decideWith(ctx, csr, func(csr *certificatesv1.CertificateSigningRequest, f approve.Facts) approve.Decision {
+		f.Extra = extra
+		return c.opts.Policy.DecideApproved(csr, f)
+	})
 	if err != nil {
 		return err
 	}

@@ -122,6 +122,63 @@ func TestPodMissingFromTheCacheIsReadLiveAndApproved(t *testing.T) {
 	}
 }
 
+// The caches still show the pod as it was when the CSR was created; the API
+// shows it relabelled out of its Service, re-created, or being deleted.
+// The decision follows the API.
+func TestApprovalIsDecidedFromTheLivePodNotTheCache(t *testing.T) {
+	deleting := metav1.Now()
+	tests := []struct {
+		name string
+		live func(*corev1.Pod)
+		want string
+	}{
+		{"relabelled out of the Service", func(p *corev1.Pod) { p.Labels = map[string]string{"app": "other"} }, approve.ReasonDNSNameNotAllowed},
+		{"re-created under the same name", func(p *corev1.Pod) { p.UID = "uid-2" }, approve.ReasonPodUIDMismatch},
+		{"being deleted", func(p *corev1.Pod) { p.DeletionTimestamp = &deleting }, approve.ReasonPodTerminating},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			csr := testCSR(t)
+			csr.Spec.Request = requestFor(t, "web.shop.svc")
+			live, svc := testPod(), testService()
+			tt.live(live)
+			c, client := newTestController(t, true, live, svc, csr)
+			if err := c.informer.pods.GetIndexer().Add(testPod()); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.informer.services.GetIndexer().Add(svc); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.decide(t.Context(), csr.DeepCopy()); err != nil {
+				t.Fatalf("decide: %v", err)
+			}
+			if got, want := strings.Join(writes(client), ", "), "approval:Denied/"+tt.want; got != want {
+				t.Errorf("writes %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+func testService() *corev1.Service {
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web", UID: "svc-1"},
+		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, ClusterIP: "10.96.0.10", ClusterIPs: []string{"10.96.0.10"}},
+	}
+}
+
+func requestFor(t *testing.T, dnsNames ...string) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: dnsNames}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+}
+
 func TestPodAbsentFromTheAPIIsDenied(t *testing.T) {
 	csr := testCSR(t)
 	c, client := newTestController(t, true, csr)

@@ -16,6 +16,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/csr-agent/csr-agent/internal/approve"
+	"github.com/csr-agent/csr-agent/internal/controller"
 	"github.com/csr-agent/csr-agent/internal/testenv"
 )
 
@@ -63,9 +64,11 @@ func TestDeniesRequestsWhosePodIsGoneReplacedOrEnding(t *testing.T) {
 }
 
 // TestSignsWhatAPersonApprovedWithinTheTemplateRules: approval by a person
-// (here the cluster admin, before the controller runs) is authority for
-// the names, but not for anything the certificate template forbids, and not
-// for a pod that no longer exists.
+// (here the cluster admin, before the controller runs) of a request from an
+// identity that is not a pod is authority for its names, but not for
+// anything the certificate template forbids nor for a name outside the
+// generated CA's name constraints; for a pod's request it never extends the
+// pod's names, and a pod that no longer exists gets nothing.
 func TestSignsWhatAPersonApprovedWithinTheTemplateRules(t *testing.T) {
 	s := newSetup(t)
 	admin := s.env.Client
@@ -73,31 +76,34 @@ func TestSignsWhatAPersonApprovedWithinTheTemplateRules(t *testing.T) {
 	gone := s.env.NewPod(t, testenv.PodOptions{Namespace: pod.Namespace, Labels: web})
 	podClient := must(kubernetes.NewForConfig(pod.Config))
 	legacyReq := request{
-		tmpl: &x509.CertificateRequest{Subject: pkix.Name{CommonName: "legacy.example.com"}, DNSNames: []string{"legacy.example.com"}},
+		tmpl: &x509.CertificateRequest{Subject: pkix.Name{CommonName: "legacy.cluster.local"}, DNSNames: []string{"legacy.cluster.local"}},
 		// keyEncipherment means nothing for an ECDSA key: not granted.
 		usages: append([]certificatesv1.KeyUsage{certificatesv1.UsageKeyEncipherment}, serverUsages...),
 		exp:    ptr.To(int32(3600)),
 	}
 	legacy := mustCreateCSR(t, admin, s.signer, legacyReq)
 	outside := mustCreateCSR(t, podClient, s.signer, dns("web.example.com"))
+	outsideCA := mustCreateCSR(t, admin, s.signer, dns("legacy.example.com"))
 	wildcard := mustCreateCSR(t, admin, s.signer, dns("*.example.com"))
 	orphan := mustCreateCSR(t, must(kubernetes.NewForConfig(gone.Config)), s.signer, dns("web."+pod.Namespace+".svc"))
-	for _, csr := range []*certificatesv1.CertificateSigningRequest{legacy, outside, wildcard, orphan} {
+	for _, csr := range []*certificatesv1.CertificateSigningRequest{legacy, outside, outsideCA, wildcard, orphan} {
 		approveAsPerson(t, admin, csr)
 	}
 	deletePod(t, s.env, gone)
 
 	s.start(t, startOptions{createCA: true})
 	for name, want := range map[string]string{
-		wildcard.Name: "Failed:" + approve.ReasonWildcardNotAllowed,
-		orphan.Name:   "Failed:" + approve.ReasonPodNotFound,
+		wildcard.Name:  "Failed:" + approve.ReasonWildcardNotAllowed,
+		orphan.Name:    "Failed:" + approve.ReasonPodNotFound,
+		outside.Name:   "Failed:" + approve.ReasonDNSNameNotAllowed,
+		outsideCA.Name: "Failed:" + controller.ReasonSigningFailed,
 	} {
 		if got, _ := outcome(waitFinished(t, admin, name)); got != want {
 			t.Errorf("CSR %s: %s, want %s", name, got, want)
 		}
 	}
 	roots, _ := trustBundle(t, admin, s.signer)
-	for name, serverName := range map[string]string{legacy.Name: "legacy.example.com", outside.Name: "web.example.com"} {
+	for name, serverName := range map[string]string{legacy.Name: "legacy.cluster.local"} {
 		csr := waitFinished(t, admin, name)
 		if got, _ := outcome(csr); got != "issued" {
 			t.Fatalf("CSR %s: %s, want issued", name, got)

@@ -78,6 +78,7 @@ func (s *setup) grantControllerRBAC(t *testing.T, user string) {
 			{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}},
 			{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"list", "watch"}},
 			{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+			{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"validatingadmissionpolicies", "validatingadmissionpolicybindings"}, ResourceNames: []string{approve.ExtraNamesPolicy}, Verbs: []string{"get"}},
 		},
 	}
 	role := &rbacv1.Role{
@@ -149,6 +150,12 @@ type startOptions struct {
 // and checks that it stopped cleanly.
 func (s *setup) start(t *testing.T, o startOptions) *instance {
 	t.Helper()
+	return s.startWith(t, o, nil)
+}
+
+// startWith is start with a hook that sees the controller before it runs.
+func (s *setup) startWith(t *testing.T, o startOptions, before func(*controller.Controller)) *instance {
+	t.Helper()
 	policy, err := approve.New(approve.Options{SignerName: s.signer, TrustDomain: trustDomain})
 	if err != nil {
 		t.Fatal(err)
@@ -175,6 +182,9 @@ func (s *setup) start(t *testing.T, o startOptions) *instance {
 	c, err := controller.New(opts)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if before != nil {
+		before(c)
 	}
 	logger := ktesting.NewLogger(t, ktesting.NewConfig(ktesting.Verbosity(2)))
 	if o.identity != "" {

@@ -27,6 +27,7 @@ type metrics struct {
 	issueLatency prometheus.Histogram
 	caNotAfter   prometheus.Gauge
 	leader       prometheus.Gauge
+	deferred     prometheus.Counter
 }
 
 func newMetrics(queue workqueue.TypedRateLimitingInterface[string]) *metrics {
@@ -58,12 +59,16 @@ func newMetrics(queue workqueue.TypedRateLimitingInterface[string]) *metrics {
 			Namespace: ns, Name: "ca_not_after_timestamp_seconds",
 			Help: "Expiry of the signing CA in use, as a Unix time; alert well before it.",
 		}),
+		deferred: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "decisions_deferred_total",
+			Help: "Decisions put off because their requester (a pod, or a user) made more requests than its budget allows; a steady rise points at a pod creating CSRs in a loop.",
+		}),
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Name: "leader",
 			Help: "1 while this replica leads (approves and signs), 0 while it stands by.",
 		}),
 	}
-	m.registry.MustRegister(m.decisions, m.issued, m.signDuration, m.issueLatency, m.caNotAfter, m.leader,
+	m.registry.MustRegister(m.decisions, m.issued, m.signDuration, m.issueLatency, m.caNotAfter, m.leader, m.deferred,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: ns, Name: "queue_depth",
 			Help: "CSRs waiting to be processed.",

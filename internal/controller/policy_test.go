@@ -17,6 +17,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/csr-agent/csr-agent/internal/approve"
+	"github.com/csr-agent/csr-agent/internal/sign"
 	"github.com/csr-agent/csr-agent/internal/testenv"
 )
 
@@ -51,6 +52,8 @@ type podCase struct {
 	// serverNames are the names a TLS client verifies the issued certificate
 	// for; none means a client certificate, checked with mutual TLS.
 	serverNames func(w *world) []string
+	// checkLeaf, when set, checks the issued leaf further.
+	checkLeaf func(t *testing.T, leaf *x509.Certificate)
 }
 
 // TestIssuesCertificatesForThePodsOwnNames: each request is approved,
@@ -68,9 +71,9 @@ func TestIssuesCertificatesForThePodsOwnNames(t *testing.T) {
 		pod:      testenv.PodOptions{Labels: web},
 		services: []service{{name: "web"}},
 		req: func(w *world) request {
-			return dns(w.svc("web"), "web."+w.pod.Namespace+".svc", "web."+w.pod.Namespace, "web")
+			return dns(w.svc("web"), "web."+w.pod.Namespace+".svc")
 		},
-		serverNames: func(w *world) []string { return []string{w.svc("web"), "web"} },
+		serverNames: func(w *world) []string { return []string{w.svc("web"), "web." + w.pod.Namespace + ".svc"} },
 	}, {
 		name:     "several services",
 		pod:      testenv.PodOptions{Labels: map[string]string{"app": "web", "tier": "front"}},
@@ -132,6 +135,22 @@ func TestIssuesCertificatesForThePodsOwnNames(t *testing.T) {
 		req:         func(w *world) request { r := dns(w.svc("web")); r.key = keyEd(); return r },
 		serverNames: func(w *world) []string { return []string{w.svc("web")} },
 	}, {
+		name:     "lifetime above the maximum: issued for the maximum",
+		pod:      testenv.PodOptions{Labels: web},
+		services: []service{{name: "web"}},
+		req: func(w *world) request {
+			r := dns(w.svc("web"))
+			r.exp = ptr.To(int32(48 * 3600))
+			return r
+		},
+		serverNames: func(w *world) []string { return []string{w.svc("web")} },
+		checkLeaf: func(t *testing.T, leaf *x509.Certificate) {
+			// sign.DefaultBackdate before now, the policy's 24 h maximum after.
+			if got, max := leaf.NotAfter.Sub(leaf.NotBefore), approve.DefaultMaxExpiration+sign.DefaultBackdate; got > max {
+				t.Errorf("lifetime %s, want at most %s", got, max)
+			}
+		},
+	}, {
 		name:     "P-384 key, short lifetime",
 		pod:      testenv.PodOptions{Labels: web},
 		services: []service{{name: "web"}},
@@ -177,11 +196,8 @@ func TestDeniesWhatThePodCannotClaim(t *testing.T) {
 		}),
 		deny("weak RSA key", approve.ReasonWeakKey, func(w *world) request { r := dns(w.svc("web")); r.key = keyWeak(); return r }),
 		deny("unsupported curve P-521", approve.ReasonKeyTypeNotAllowed, func(w *world) request { r := dns(w.svc("web")); r.key = keyP521(); return r }),
-		deny("lifetime above the maximum", approve.ReasonExpirationTooLong, func(w *world) request {
-			r := dns(w.svc("web"))
-			r.exp = ptr.To(int32(48 * 3600))
-			return r
-		}),
+		deny("short Service name (off by default)", approve.ReasonDNSNameNotAllowed, func(w *world) request { return dns("web." + w.pod.Namespace) }),
+		deny("bare Service name (off by default)", approve.ReasonDNSNameNotAllowed, func(w *world) request { return dns("web") }),
 		deny("unknown usage", approve.ReasonUsageNotAllowed, func(w *world) request {
 			r := dns(w.svc("web"))
 			r.usages = append([]certificatesv1.KeyUsage{certificatesv1.UsageCodeSigning}, serverUsages...)
@@ -249,6 +265,9 @@ func runPodCase(t *testing.T, s *setup, tc podCase) {
 			t.Errorf("Approved condition %+v, want reason %s", c, approve.ReasonApproved)
 		}
 		s.checkIssued(t, csr, r, tc.serverNames, w)
+		if tc.checkLeaf != nil {
+			tc.checkLeaf(t, parseChain(t, csr.Status.Certificate)[0])
+		}
 	})
 }
 

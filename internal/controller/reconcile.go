@@ -115,8 +115,17 @@ func (c *Controller) reconcile(ctx context.Context, name string) error {
 		// updated; the update's own event will bring the CSR back.
 		return nil
 	}
+	state := c.opts.Policy.Classify(csr)
+	if state != approve.StatePending && state != approve.StateApproved {
+		return nil
+	}
+	if wait := c.budgets.take(requesterKey(csr), c.now()); wait > 0 {
+		c.metrics.deferred.Inc()
+		c.queue.AddAfter(name, wait)
+		return nil
+	}
 	ctx = klog.NewContext(ctx, klog.FromContext(ctx).WithValues("csr", name))
-	switch c.opts.Policy.Classify(csr) {
+	switch state {
 	case approve.StatePending:
 		return c.decide(ctx, csr.DeepCopy())
 	case approve.StateApproved:

@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
@@ -133,6 +134,9 @@ func (i *Issuer) Template(ca *CA, g approve.Grant) (*x509.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := withinConstraints(caCert, g.Names); err != nil {
+		return nil, err
+	}
 	serial, err := randomSerial(i.opts.Rand)
 	if err != nil {
 		return nil, err
@@ -158,6 +162,36 @@ func (i *Issuer) Template(ca *CA, g approve.Grant) (*x509.Certificate, error) {
 		BasicConstraintsValid: true,
 		IsCA:                  false,
 	}, nil
+}
+
+// withinConstraints refuses names the CA's permitted DNS or URI subtrees do
+// not cover: such a leaf would fail every verification, so the request is
+// better failed with the reason than issued unusable. (IP and excluded
+// subtrees are left to verifiers; the CAs this project makes have none.)
+func withinConstraints(ca *x509.Certificate, n approve.Names) error {
+	inside := func(host string, permitted []string) bool {
+		if len(permitted) == 0 {
+			return true
+		}
+		return slices.ContainsFunc(permitted, func(c string) bool {
+			c = strings.ToLower(c)
+			if strings.HasPrefix(c, ".") {
+				return strings.HasSuffix(host, c)
+			}
+			return host == c || strings.HasSuffix(host, "."+c)
+		})
+	}
+	for _, name := range n.DNSNames {
+		if !inside(strings.ToLower(name), ca.PermittedDNSDomains) {
+			return fmt.Errorf("%w: DNS name %q is outside the CA's name constraints %q", ErrInvalidGrant, name, ca.PermittedDNSDomains)
+		}
+	}
+	for _, u := range n.URIs {
+		if !inside(strings.ToLower(u.Hostname()), ca.PermittedURIDomains) {
+			return fmt.Errorf("%w: URI %q is outside the CA's name constraints %q", ErrInvalidGrant, u, ca.PermittedURIDomains)
+		}
+	}
+	return nil
 }
 
 func usages(g approve.Grant) (x509.KeyUsage, []x509.ExtKeyUsage, error) {

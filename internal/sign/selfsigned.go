@@ -44,6 +44,12 @@ type SelfSignedOptions struct {
 	Backdate time.Duration
 	Clock    clock.PassiveClock // default the real clock
 	Rand     io.Reader          // serial numbers; default crypto/rand
+	// PermittedDNSDomains and PermittedURIDomains, when set, become a
+	// critical X.509 name constraints extension (RFC 5280 4.2.1.10): leaves
+	// naming anything outside them do not verify. A verifier that does not
+	// understand the extension must reject the chain, since it is critical.
+	PermittedDNSDomains []string
+	PermittedURIDomains []string
 }
 
 func (o *SelfSignedOptions) defaults() {
@@ -100,15 +106,18 @@ func NewSelfSignedCA(opts SelfSignedOptions) (*CA, error) {
 	}
 	now := opts.Clock.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: opts.CommonName},
-		NotBefore:             now.Add(-opts.Backdate),
-		NotAfter:              now.Add(opts.Validity),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		MaxPathLen:            0,
-		MaxPathLenZero:        true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		SerialNumber:                serial,
+		Subject:                     pkix.Name{CommonName: opts.CommonName},
+		NotBefore:                   now.Add(-opts.Backdate),
+		NotAfter:                    now.Add(opts.Validity),
+		IsCA:                        true,
+		BasicConstraintsValid:       true,
+		MaxPathLen:                  0,
+		MaxPathLenZero:              true,
+		KeyUsage:                    x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		PermittedDNSDomains:         opts.PermittedDNSDomains,
+		PermittedURIDomains:         opts.PermittedURIDomains,
+		PermittedDNSDomainsCritical: len(opts.PermittedDNSDomains) > 0 || len(opts.PermittedURIDomains) > 0,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {

@@ -1,0 +1,119 @@
+package controller_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	certificatesv1 "k8s.io/api/certificates/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/csr-agent/csr-agent/internal/approve"
+	"github.com/csr-agent/csr-agent/internal/testenv"
+)
+
+// TestApprovalByAPersonSignsOnlyThePodsOwnNames: a request from a pod that
+// a person approved before the controller decided (the controller was down)
+// is signed only for names the pod owns; names beyond them need the
+// extra-names annotation, honoured only while the admission policy that
+// reserves it to approvers is in force.
+func TestApprovalByAPersonSignsOnlyThePodsOwnNames(t *testing.T) {
+	s := newSetup(t)
+	pod := s.env.NewPod(t, testenv.PodOptions{Labels: web})
+	createService(t, s.env, pod.Namespace, service{name: "web"}, web)
+	own := "web." + pod.Namespace + ".svc"
+	podClient := must(kubernetes.NewForConfig(pod.Config))
+	approved := func(name, annotation string) {
+		t.Helper()
+		createNamedCSR(t, podClient, s.signer, name, dns(own, "legacy.cluster.local"))
+		if annotation != "" {
+			annotate(t, s.env, name, annotation)
+		}
+		approveAsPerson(t, s.env.Client, must(s.env.Client.CertificatesV1().CertificateSigningRequests().Get(t.Context(), name, metav1.GetOptions{})))
+	}
+
+	// The controller is down while a person approves.
+	approved("person-plain-"+pod.UID[:8], "")
+	approved("person-annotated-"+pod.UID[:8], "legacy.cluster.local")
+	in := s.start(t, startOptions{createCA: true})
+	for name, wantInMsg := range map[string]string{
+		"person-plain-" + pod.UID[:8]:     approve.AnnotationExtraNames,
+		"person-annotated-" + pod.UID[:8]: "is not installed",
+	} {
+		csr := waitFinished(t, s.env.Client, name)
+		c := conditionOf(csr, certificatesv1.CertificateFailed)
+		if got, _ := outcome(csr); got != "Failed:"+approve.ReasonDNSNameNotAllowed || !strings.Contains(c.Message, wantInMsg) {
+			t.Errorf("%s: outcome %s (%+v), want Failed:%s mentioning %q", name, got, c, approve.ReasonDNSNameNotAllowed, wantInMsg)
+		}
+	}
+	in.shutdown(t)
+
+	installExtraNamesPolicy(t, s.env)
+	name := "person-granted-" + pod.UID[:8]
+	approved(name, "legacy.cluster.local")
+	s.start(t, startOptions{})
+	csr := waitFinished(t, s.env.Client, name)
+	if got, _ := outcome(csr); got != "issued" {
+		t.Fatalf("outcome %s (conditions %+v), want issued", got, csr.Status.Conditions)
+	}
+	if leaf := parseChain(t, csr.Status.Certificate)[0]; !slices.Equal(leaf.DNSNames, []string{own, "legacy.cluster.local"}) {
+		t.Errorf("leaf DNS names %q, want %q", leaf.DNSNames, []string{own, "legacy.cluster.local"})
+	}
+}
+
+func annotate(t *testing.T, env *testenv.Env, name, extraNames string) {
+	t.Helper()
+	csrs := env.Client.CertificatesV1().CertificateSigningRequests()
+	csr := must(csrs.Get(t.Context(), name, metav1.GetOptions{}))
+	metav1.SetMetaDataAnnotation(&csr.ObjectMeta, approve.AnnotationExtraNames, extraNames)
+	if _, err := csrs.Update(t.Context(), csr, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("annotating CSR %s: %v", name, err)
+	}
+}
+
+// installExtraNamesPolicy installs the admission policy that reserves the
+// extra-names annotation to approvers, and removes it when the test ends
+// (it is cluster-wide).
+func installExtraNamesPolicy(t *testing.T, env *testenv.Env) {
+	t.Helper()
+	admission := env.Client.AdmissionregistrationV1()
+	fail := admissionregistrationv1.Fail
+	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: approve.ExtraNamesPolicy},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: &fail,
+			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+					Rule:       admissionregistrationv1.Rule{APIGroups: []string{"certificates.k8s.io"}, APIVersions: []string{"v1"}, Resources: []string{"certificatesigningrequests"}},
+				},
+			}}},
+			Validations: []admissionregistrationv1.Validation{{
+				Expression: `!has(object.metadata.annotations) || !('` + approve.AnnotationExtraNames + `' in object.metadata.annotations) || ` +
+					`authorizer.group('certificates.k8s.io').resource('signers').name('csr-agent.io/pod').check('approve').allowed()`,
+			}},
+		},
+	}
+	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: approve.ExtraNamesPolicy},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName: approve.ExtraNamesPolicy, ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+		},
+	}
+	for _, err := range []error{
+		create(admission.ValidatingAdmissionPolicies().Create(t.Context(), policy, metav1.CreateOptions{})),
+		create(admission.ValidatingAdmissionPolicyBindings().Create(t.Context(), binding, metav1.CreateOptions{})),
+	} {
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		_ = admission.ValidatingAdmissionPolicyBindings().Delete(context.Background(), approve.ExtraNamesPolicy, metav1.DeleteOptions{})
+		_ = admission.ValidatingAdmissionPolicies().Delete(context.Background(), approve.ExtraNamesPolicy, metav1.DeleteOptions{})
+	})
+}
