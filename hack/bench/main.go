@@ -47,7 +47,7 @@ import (
 	"time"
 )
 
-var order = []string{"footprint", "latency", "burst", "rotation", "spread"}
+var order = []string{"footprint", "latency", "burst", "hostile", "rotation", "spread"}
 
 // fieldManager owns what the benchmarks apply.
 const fieldManager = "csr-agent-bench"
@@ -143,6 +143,8 @@ func run(ctx context.Context, o runOptions) (err error) {
 			r, err = benchLatency(ctx, e, o.short, logf)
 		case "burst":
 			r, err = benchBurst(ctx, e, o.short, logf)
+		case "hostile":
+			r, err = benchHostile(ctx, e, o.short, logf)
 		case "rotation":
 			r, err = benchRotation(ctx, e, o.short, logf)
 		case "spread":
