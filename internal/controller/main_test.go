@@ -1,9 +1,14 @@
 package controller_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 	"k8s.io/klog/v2/ktesting"
@@ -21,6 +27,7 @@ import (
 	"github.com/csr-agent/csr-agent/internal/controller"
 	"github.com/csr-agent/csr-agent/internal/sign"
 	"github.com/csr-agent/csr-agent/internal/testenv"
+	"github.com/csr-agent/csr-agent/manifests"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -61,35 +68,25 @@ func newSetup(t *testing.T) *setup {
 	return s
 }
 
-// grantControllerRBAC is the controller's least privilege, as a deployment
-// manifest would grant it to the controller's service account.
+// grantControllerRBAC binds the controller's shipped ClusterRole and Role
+// (manifests/controller/rbac.yaml) to user, rule for rule; only the names
+// the shipped rules are limited to (signer, trust bundle, CA Secret, Lease)
+// become this test's own, so tests sharing the control plane stay apart.
 func (s *setup) grantControllerRBAC(t *testing.T, user string) {
 	t.Helper()
 	ctx := t.Context()
 	rbac := s.env.Client.RbacV1()
-	cluster := &rbacv1.ClusterRole{
-		ObjectMeta: metav1.ObjectMeta{Name: user},
-		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"certificatesigningrequests"}, Verbs: []string{"get", "list", "watch"}},
-			{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"certificatesigningrequests/approval", "certificatesigningrequests/status"}, Verbs: []string{"update"}},
-			{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"signers"}, ResourceNames: []string{s.signer}, Verbs: []string{"approve", "sign", "attest"}},
-			{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"clustertrustbundles"}, Verbs: []string{"create"}},
-			{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"clustertrustbundles"}, ResourceNames: []string{s.bundleName}, Verbs: []string{"get", "update"}},
-			{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}},
-			{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"list", "watch"}},
-			{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
-			{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"validatingadmissionpolicies", "validatingadmissionpolicybindings"}, ResourceNames: []string{approve.ExtraNamesPolicy}, Verbs: []string{"get"}},
-		},
+	names := map[string]string{
+		approve.SignerName: s.signer,
+		config.DefaultTrustBundleName(approve.SignerName): s.bundleName,
+		"csr-agent-ca":         s.caSecret.Name,
+		"csr-agent-controller": "controller", // the Lease
 	}
-	role := &rbacv1.Role{
-		ObjectMeta: metav1.ObjectMeta{Name: user, Namespace: s.ns},
-		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{s.caSecret.Name}, Verbs: []string{"get", "list", "watch"}},
-			{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"create"}}, // CREATE_CA only
-			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
-			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{"controller"}, Verbs: []string{"get", "update"}},
-		},
-	}
+	cluster, role := shippedControllerRoles(t)
+	cluster.ObjectMeta = metav1.ObjectMeta{Name: user}
+	cluster.Rules = renamed(cluster.Rules, names)
+	role.ObjectMeta = metav1.ObjectMeta{Name: user, Namespace: s.ns}
+	role.Rules = renamed(role.Rules, names)
 	subject := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}
 	ref := func(kind string) rbacv1.RoleRef {
 		return rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: kind, Name: user}
@@ -104,6 +101,63 @@ func (s *setup) grantControllerRBAC(t *testing.T, user string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// shippedControllerRoles reads the controller's ClusterRole from
+// manifests/controller/rbac.yaml, and its Roles (its CA and Lease, and
+// creating the CA Secret) as one Role.
+func shippedControllerRoles(t *testing.T) (*rbacv1.ClusterRole, *rbacv1.Role) {
+	t.Helper()
+	data, err := fs.ReadFile(manifests.FS, "controller/rbac.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cluster *rbacv1.ClusterRole
+	role := &rbacv1.Role{}
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	for {
+		var meta metav1.TypeMeta
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(raw, &meta); err != nil {
+			t.Fatal(err)
+		}
+		switch meta.Kind {
+		case "ClusterRole":
+			cluster = &rbacv1.ClusterRole{}
+			err = json.Unmarshal(raw, cluster)
+		case "Role":
+			var r rbacv1.Role
+			err = json.Unmarshal(raw, &r)
+			role.Rules = append(role.Rules, r.Rules...)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cluster == nil || len(role.Rules) == 0 {
+		t.Fatal("manifests/controller/rbac.yaml holds no ClusterRole or no Role")
+	}
+	return cluster, role
+}
+
+// renamed returns rules with each resource name in names replaced.
+func renamed(rules []rbacv1.PolicyRule, names map[string]string) []rbacv1.PolicyRule {
+	out := make([]rbacv1.PolicyRule, len(rules))
+	for i, r := range rules {
+		r.ResourceNames = slices.Clone(r.ResourceNames)
+		for j, n := range r.ResourceNames {
+			if to, ok := names[n]; ok {
+				r.ResourceNames[j] = to
+			}
+		}
+		out[i] = r
+	}
+	return out
 }
 
 // allowPodsToRequestCertificates lets every service account create and read
