@@ -58,6 +58,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -120,6 +121,13 @@ type Options struct {
 	MetricsAddr, HealthAddr string
 	// Clock defaults to the real clock.
 	Clock clock.PassiveClock
+	// PodCertificates also makes the controller the signer of
+	// PodCertificateRequests (certificates.k8s.io/v1, Kubernetes 1.37+) of
+	// the same signer name; see podcert.go. Off when the API lacks them.
+	PodCertificates bool
+	// Jitter returns a number in [0, 1) that places each pod certificate's
+	// beginRefreshAt; default math/rand/v2.Float64.
+	Jitter func() float64
 }
 
 func (o *Options) defaults() {
@@ -131,6 +139,9 @@ func (o *Options) defaults() {
 	}
 	if o.CAPollInterval == 0 {
 		o.CAPollInterval = DefaultCAPollInterval
+	}
+	if o.Jitter == nil {
+		o.Jitter = rand.Float64
 	}
 }
 
@@ -177,6 +188,7 @@ type Controller struct {
 	informer *caches
 	queue    workqueue.TypedRateLimitingInterface[string]
 	written  *writtenVersions
+	pcr      *podCertificates
 	ca       sign.Source
 	caSync   caSyncer
 	events   events.EventBroadcaster
@@ -200,13 +212,22 @@ func New(opts Options) (*Controller, error) {
 		signer:  opts.Policy.Options().SignerName,
 		queue:   newQueue(),
 		written: newWrittenVersions(),
+		pcr:     newPodCertificates(),
 	}
 	c.informer = newInformers(opts.Client, opts.Policy, opts.CASecret)
+	if opts.PodCertificates {
+		c.pcr.watch(opts.Client, c.signer)
+		c.informer.factories = append(c.informer.factories, c.pcr.factory)
+		c.informer.extraSynced = c.pcr.synced()
+	}
 	c.events, c.recorder = newEventRecorder(opts.Client)
-	c.metrics = newMetrics(c.queue)
+	c.metrics = newMetrics(c.queue, c.pcr.queue)
 	c.health = newHealth(c, opts.LeaderElection)
 	c.caSync.init()
 	if err := c.informer.addHandlers(c); err != nil {
+		return nil, err
+	}
+	if err := c.pcr.addHandlers(c); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -222,6 +243,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	logger := klog.FromContext(ctx).WithName("controller")
 	ctx = klog.NewContext(ctx, logger)
 	defer c.queue.ShutDown()
+	defer c.pcr.queue.ShutDown()
 	defer c.caSync.queue.ShutDown()
 	if err := c.events.StartRecordingToSinkWithContext(ctx); err != nil {
 		return fmt.Errorf("starting event recording: %w", err)
@@ -270,7 +292,8 @@ func (c *Controller) lead(ctx context.Context) {
 	c.leading.Store(true)
 	defer c.leading.Store(false)
 	c.enqueueAll()
-	logger.Info("Starting workers", "workers", c.opts.Workers)
+	stopPodCertificates := c.startPodCertificateWorkers(ctx)
+	logger.Info("Starting workers", "workers", c.opts.Workers, "podCertificates", c.opts.PodCertificates)
 	var wg sync.WaitGroup
 	for range c.opts.Workers {
 		wg.Go(func() {
@@ -283,6 +306,7 @@ func (c *Controller) lead(ctx context.Context) {
 	// finish their item (their API calls fail fast on the done context).
 	c.queue.ShutDown()
 	wg.Wait()
+	stopPodCertificates()
 	logger.Info("Workers stopped")
 }
 

@@ -67,8 +67,8 @@ func TestStandbyTakesOverMidBurstAndIssuesEachCSROnce(t *testing.T) {
 	// Each replica counts the certificates it saw stored. A write of the
 	// stopped leader can land while its response is lost to the stop, so
 	// the sum may fall short of the total, never exceed it.
-	a, _ := metric(replicas["a"].c, "csr_agent_controller_certificates_issued_total")
-	b, _ := metric(replicas["b"].c, "csr_agent_controller_certificates_issued_total")
+	a, _ := metric(replicas["a"].c, `csr_agent_controller_certificates_issued_total{path="csr"}`)
+	b, _ := metric(replicas["b"].c, `csr_agent_controller_certificates_issued_total{path="csr"}`)
 	if a+b > pods*perPod || a == 0 || b == 0 {
 		t.Errorf("replica a issued %v, b %v: want at most %d in all, some by each", a, b, pods*perPod)
 	}
