@@ -93,18 +93,17 @@ func (i *Issuer) IssuePodCertificate(ca *CA, g approve.Grant, jitter float64) (*
 
 // BeginRefreshAt places the refresh point at 70 % + 20 % × jitter of the
 // lifetime, kept at least 10 minutes from either end as the API requires (a
-// one-hour certificate has only 6 minutes after 90 %). The certificate's
-// times have a 1-second resolution, so the result is truncated to the
-// second as the API stores it.
+// one-hour certificate has only 6 minutes after 90 %). It is rounded to the
+// second, the resolution at which the API stores it.
 func BeginRefreshAt(notBefore, notAfter time.Time, jitter float64) time.Time {
 	jitter = min(max(jitter, 0), 1)
 	lifetime := notAfter.Sub(notBefore)
-	t := notBefore.Add(time.Duration(float64(lifetime) * (refreshFrom + refreshSpan*jitter)))
+	t := notBefore.Add(time.Duration(float64(lifetime) * (refreshFrom + refreshSpan*jitter))).Round(time.Second)
 	if latest := notAfter.Add(-podCertificateRefreshMargin); t.After(latest) {
 		t = latest
 	}
 	if earliest := notBefore.Add(podCertificateRefreshMargin); t.Before(earliest) {
 		t = earliest
 	}
-	return t.Truncate(time.Second)
+	return t
 }
