@@ -1,6 +1,7 @@
 package controller_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -143,6 +144,9 @@ type startOptions struct {
 	identity string // non-empty: leader election with short timings
 	createCA bool
 	caDir    string // non-empty: the CA comes from this directory, not the Secret
+	// podCertificates also signs PodCertificateRequests (podcert_test.go).
+	podCertificates bool
+	leaseName       string // default "controller"
 }
 
 // start runs a controller for s until the test ends (or stop is called)
@@ -159,7 +163,7 @@ func (s *setup) start(t *testing.T, o startOptions) *instance {
 	}
 	opts := controller.Options{
 		Client: s.user, Policy: policy, Issuer: issuer, CASecret: s.caSecret, CreateCA: o.createCA,
-		TrustBundleName: s.bundleName,
+		TrustBundleName: s.bundleName, PodCertificates: o.podCertificates,
 	}
 	if o.caDir != "" {
 		opts.CASecret, opts.CADir, opts.CAPollInterval = types.NamespacedName{}, o.caDir, 50*time.Millisecond
@@ -168,7 +172,7 @@ func (s *setup) start(t *testing.T, o startOptions) *instance {
 		// Short timings so a standby takes over within a test's patience;
 		// a graceful stop releases the Lease, which needs none of them.
 		opts.LeaderElection = &controller.LeaderElection{
-			Namespace: s.ns, Name: "controller", Identity: o.identity,
+			Namespace: s.ns, Name: cmp.Or(o.leaseName, "controller"), Identity: o.identity,
 			LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 200 * time.Millisecond,
 		}
 	}
