@@ -27,6 +27,13 @@
 //     directory of the same files, and swapped in whole when it changes.
 //     The leader publishes the trust bundle before it signs with a new CA,
 //     merging old and new anchors (sign.Bundle).
+//   - podcert.go, podcert_sign.go: the PodCertificateRequest path
+//     (Options.PodCertificates): the kubelet's requests for podCertificate
+//     projected volumes of the same signer name, decided by
+//     approve.DecidePodCertificate from the pod and service account read
+//     live right before signing, and issued, denied or failed in one status
+//     update. Its own queue and workers; the same leader election, CA,
+//     Events and metrics (label path).
 //   - leader.go: Lease leader election. Every replica keeps warm caches and
 //     a loaded CA; only the leader queues CSRs and writes.
 //   - metrics.go, health.go, events.go: Prometheus metrics, /healthz and

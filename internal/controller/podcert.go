@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	certlisters "k8s.io/client-go/listers/certificates/v1"
@@ -186,4 +187,24 @@ func (c *Controller) processNextPodCertificate(ctx context.Context) bool {
 		c.pcr.queue.AddRateLimited(key)
 	}
 	return true
+}
+
+// ServesPodCertificates reports whether the API server serves
+// certificates.k8s.io/v1 PodCertificateRequests (Kubernetes 1.37+, where
+// they are GA and on by default), so that one controller build runs on
+// older clusters with the CSR path alone.
+func ServesPodCertificates(d discovery.DiscoveryInterface) (bool, error) {
+	list, err := d.ServerResourcesForGroupVersion(certificatesv1.SchemeGroupVersion.String())
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("discovering %s: %w", certificatesv1.SchemeGroupVersion, err)
+	}
+	for _, r := range list.APIResources {
+		if r.Name == "podcertificaterequests" {
+			return true, nil
+		}
+	}
+	return false, nil
 }
