@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -113,7 +114,7 @@ func waitLeader(t *testing.T, s *setup, want string) string {
 	t.Helper()
 	var holder string
 	err := wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		lease, err := s.env.Client.CoordinationV1().Leases(s.ns).Get(ctx, "controller", metav1.GetOptions{})
+		lease, err := s.env.Client.CoordinationV1().Leases(s.ns).Get(ctx, cmp.Or(s.lease, "controller"), metav1.GetOptions{})
 		if err != nil {
 			return false, nil // not created yet
 		}

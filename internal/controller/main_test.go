@@ -41,6 +41,7 @@ type setup struct {
 	caSecret   types.NamespacedName
 	bundleName string
 	user       *kubernetes.Clientset // the controller's least-privilege client
+	lease      string                // the leader-election Lease in ns; "" is "controller"
 }
 
 func newSetup(t *testing.T) *setup {
@@ -146,7 +147,6 @@ type startOptions struct {
 	caDir    string // non-empty: the CA comes from this directory, not the Secret
 	// podCertificates also signs PodCertificateRequests (podcert_test.go).
 	podCertificates bool
-	leaseName       string // default "controller"
 }
 
 // start runs a controller for s until the test ends (or stop is called)
@@ -172,7 +172,7 @@ func (s *setup) start(t *testing.T, o startOptions) *instance {
 		// Short timings so a standby takes over within a test's patience;
 		// a graceful stop releases the Lease, which needs none of them.
 		opts.LeaderElection = &controller.LeaderElection{
-			Namespace: s.ns, Name: cmp.Or(o.leaseName, "controller"), Identity: o.identity,
+			Namespace: s.ns, Name: cmp.Or(s.lease, "controller"), Identity: o.identity,
 			LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 200 * time.Millisecond,
 		}
 	}

@@ -77,6 +77,7 @@ func newShippedSetup(t *testing.T) *setup {
 		caSecret:   types.NamespacedName{Namespace: shippedNamespace, Name: "csr-agent-ca"},
 		bundleName: config.DefaultTrustBundleName(approve.SignerName),
 		user:       user,
+		lease:      shippedLease,
 	}
 }
 
