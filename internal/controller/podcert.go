@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -179,9 +180,12 @@ func (c *Controller) processNextPodCertificate(ctx context.Context) bool {
 		// Stopping: the next leader picks the request up.
 	default:
 		logger := klog.FromContext(ctx)
-		if apierrors.IsConflict(err) {
+		switch {
+		case apierrors.IsConflict(err):
 			logger.V(4).Info("PodCertificateRequest changed while processing, retrying", "podCertificateRequest", key, "err", err)
-		} else {
+		case errors.Is(err, errNoNamesYet):
+			logger.V(2).Info("Waiting for the pod to have a name", "podCertificateRequest", key, "err", err)
+		default:
 			logger.Error(err, "Processing PodCertificateRequest failed, retrying", "podCertificateRequest", key, "retries", c.pcr.queue.NumRequeues(key))
 		}
 		c.pcr.queue.AddRateLimited(key)

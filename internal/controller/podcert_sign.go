@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -33,7 +34,7 @@ func (c *Controller) reconcilePodCertificate(ctx context.Context, key string) er
 	if err != nil {
 		return err
 	}
-	if finished(pcr) || c.pcr.written.superseded(key, pcr.ResourceVersion) {
+	if finished(pcr) || pcr.Spec.SignerName != c.signer || c.pcr.written.superseded(key, pcr.ResourceVersion) {
 		return nil
 	}
 	pcr = pcr.DeepCopy()
@@ -43,10 +44,25 @@ func (c *Controller) reconcilePodCertificate(ctx context.Context, key string) er
 		return err
 	}
 	if !d.Approve {
+		if d.Reason == approve.ReasonNoNames && c.now().Sub(pcr.CreationTimestamp.Time) < noNamesGrace {
+			return fmt.Errorf("%w: %s", errNoNamesYet, d.Message)
+		}
 		return c.finishPodCertificate(ctx, pcr, certificatesv1.PodCertificateRequestConditionTypeDenied, d)
 	}
 	return c.issuePodCertificate(ctx, pcr, d.Grant)
 }
+
+// noNamesGrace is how long a request for a pod with no name yet waits
+// before it is denied. A denial is final for the pod (the kubelet does not
+// ask again, and the pod never starts), while the usual cause is transient:
+// the pod's Service is applied a moment after its Deployment. The kubelet
+// asks before the pod has an IP, so a pod that only has pod-IP names waits
+// in vain and is denied; the API's cleaner would delete the request after
+// 15 minutes anyway.
+const noNamesGrace = 5 * time.Minute
+
+// errNoNamesYet retries a request for a pod that has no name yet.
+var errNoNamesYet = errors.New("pod has no name to certify yet")
 
 // decidePodCertificate applies the policy to facts read right before
 // signing: the pod and the service account from the API server, since a
