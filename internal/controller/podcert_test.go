@@ -127,6 +127,9 @@ func TestPodCertificateRequestsGetExactlyThePodsNamesOrADenial(t *testing.T) {
 			}, wantType: issued,
 			check: lifetime(24 * time.Hour)},
 
+		{name: "Service created after the request", pod: testenv.PodOptions{Labels: map[string]string{"app": "late"}, IPs: []string{}},
+			wantType: issued, check: hasDNS(fqdn("late"))},
+
 		{name: "pod re-created under the same name", pod: testenv.PodOptions{Labels: map[string]string{"app": "one"}},
 			after: func(t *testing.T, env *testenv.Env, p *testenv.Pod) {
 				if err := env.Client.CoreV1().Pods(p.Namespace).Delete(t.Context(), p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
@@ -185,6 +188,9 @@ func TestPodCertificateRequestsGetExactlyThePodsNamesOrADenial(t *testing.T) {
 		}
 	}
 	s.start(t, startOptions{createCA: true, podCertificates: true})
+	// A pod without IPs has no name until its Service exists: its request
+	// waits for it rather than being denied.
+	svc(ns, "late", map[string]string{"app": "late"}, false)
 	pool := trustPool(t, s)
 
 	for _, tc := range cases {
