@@ -204,9 +204,10 @@ func TestPodCertificateRequestsGetExactlyThePodsNamesOrADenial(t *testing.T) {
 				t.Fatalf("%s %s (%s), want %s %s", cond.Type, cond.Reason, cond.Message, tc.wantType, tc.wantReason)
 			}
 			if cond.Type != issued {
-				if got.Status.CertificateChain != "" {
+				if got.Status.CertificateChain != "" || got.Status.NotAfter != nil {
 					t.Error("a denied request has a certificate")
 				}
+				waitForEvent(t, env, tc.podObj, cond.Reason)
 				return
 			}
 			checkIssued(t, got, tc, pool)
