@@ -242,8 +242,9 @@ func checkIssued(t *testing.T, got *certificatesv1.PodCertificateRequest, tc *pc
 		st.BeginRefreshAt.Time.After(to) && st.BeginRefreshAt.Time.After(leaf.NotAfter.Add(-10*time.Minute)) {
 		t.Errorf("beginRefreshAt %s outside 70-90%% of %s..%s", st.BeginRefreshAt, leaf.NotBefore, leaf.NotAfter)
 	}
-	if leaf.Subject.CommonName != "" || len(leaf.EmailAddresses) != 0 || len(leaf.URIs) != 0 {
-		t.Errorf("leaf carries more than the pod's names: %+v", leaf.Subject)
+	spiffeID := "spiffe://" + trustDomain + "/ns/" + got.Namespace + "/sa/" + got.Spec.ServiceAccountName
+	if leaf.Subject.CommonName != "" || len(leaf.EmailAddresses) != 0 || len(leaf.URIs) != 1 || leaf.URIs[0].String() != spiffeID {
+		t.Errorf("leaf carries other than the pod's names: subject %q, emails %q, URIs %v (want %s)", leaf.Subject, leaf.EmailAddresses, leaf.URIs, spiffeID)
 	}
 	if tc.check != nil {
 		tc.check(t, leaf)
