@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
+	"fmt"
 	"net"
 	"slices"
 	"testing"
@@ -187,7 +188,7 @@ func TestPodCertificateRequestsGetExactlyThePodsNamesOrADenial(t *testing.T) {
 			tc.after(t, env, tc.podObj)
 		}
 	}
-	s.start(t, startOptions{createCA: true, podCertificates: true})
+	in := s.start(t, startOptions{createCA: true, podCertificates: true})
 	// A pod without IPs has no name until its Service exists: its request
 	// waits for it rather than being denied.
 	svc(ns, "late", map[string]string{"app": "late"}, false)
@@ -208,6 +209,10 @@ func TestPodCertificateRequestsGetExactlyThePodsNamesOrADenial(t *testing.T) {
 					t.Error("a denied request has a certificate")
 				}
 				waitForEvent(t, env, tc.podObj, cond.Reason)
+				series := fmt.Sprintf(`csr_agent_controller_decisions_total{path="podcertificaterequest",reason=%q,result="denied"}`, cond.Reason)
+				if v, _ := metric(in.c, series); v < 1 {
+					t.Errorf("%s = %v, want at least 1", series, v)
+				}
 				return
 			}
 			checkIssued(t, got, tc, pool)
