@@ -137,7 +137,9 @@ func (c *Controller) forgetPodCertificate(obj any) {
 
 // startPodCertificateWorkers queues every pending request of the cache and
 // starts the workers; the returned function stops them and waits. Called
-// by lead, so leader election covers this path as it covers CSRs.
+// by lead, so leader election covers this path as it covers CSRs. The pool
+// is as large as the CSR path's and separate, so that a rollout on one path
+// does not hold up the other.
 func (c *Controller) startPodCertificateWorkers(ctx context.Context) (stop func()) {
 	if c.pcr.informer == nil {
 		return func() {}
