@@ -19,7 +19,7 @@ func TestEveryKustomizationBuilds(t *testing.T) {
 	for _, want := range []string{
 		".", "controller", "agent-rbac", "agent-rbac/example-binding",
 		"examples", "examples/native-sidecar", "examples/two-containers", "examples/statefulset",
-		"examples/client-certificate", "examples/job",
+		"examples/client-certificate", "examples/job", "examples/pod-certificate",
 	} {
 		if !slices.Contains(dirs, want) {
 			t.Errorf("no kustomization in manifests/%s", want)

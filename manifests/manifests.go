@@ -9,7 +9,7 @@
 //	agent-rbac/example-binding/  binding them to one service account
 //	examples/             every example at once; each subdirectory alone:
 //	                      native sidecar, init + sidecar, StatefulSet,
-//	                      client certificate, Job
+//	                      client certificate, Job, podCertificate volume
 //
 // The Go package embeds them (FS) so that the demo (cmd/demo) runs the
 // controller and the agent with exactly the RBAC shipped here. Its tests

@@ -40,6 +40,11 @@ func csrs(verb string) access {
 	return access{verb: verb, group: certificates, resource: "certificatesigningrequests"}
 }
 
+// pcrs is a request on PodCertificateRequests of a namespace ("": all).
+func pcrs(verb, namespace string) access {
+	return access{verb: verb, group: certificates, resource: "podcertificaterequests", namespace: namespace}
+}
+
 // signer is a request on a signer name: approve, sign or attest.
 func signer(verb, name string) access {
 	return access{verb: verb, group: certificates, resource: "signers", name: name}
@@ -89,6 +94,9 @@ func TestAgentServiceAccountCanRequestCertificatesButNotIssueThem(t *testing.T) 
 		{verb: "create", resource: "events", namespace: ns},
 	})
 	checkAccess(t, env, ns, sa, false, []access{
+		// Pod certificate requests are the kubelet's and the controller's.
+		pcrs("create", ns), pcrs("list", ns),
+		{verb: "update", group: certificates, resource: "podcertificaterequests", subresource: "status", namespace: ns, name: "any"},
 		// Issuing is for the controller and for people.
 		{verb: "update", group: certificates, resource: "certificatesigningrequests", subresource: "approval", name: "any"},
 		{verb: "update", group: certificates, resource: "certificatesigningrequests", subresource: "status", name: "any"},
@@ -126,6 +134,11 @@ func TestControllerCanIssueOnlyForItsSignerAndReadOnlyItsCA(t *testing.T) {
 		{verb: "list", resource: "services"}, {verb: "watch", resource: "services"}, {verb: "list", resource: "services", namespace: "my-app"},
 		{verb: "create", group: "events.k8s.io", resource: "events", namespace: "my-app"},
 		{verb: "patch", group: "events.k8s.io", resource: "events", namespace: "my-app", name: "any"},
+		// Pod certificates: watch the kubelets' requests, write their status,
+		// read the service account a request names.
+		pcrs("list", ""), pcrs("watch", ""),
+		{verb: "update", group: certificates, resource: "podcertificaterequests", subresource: "status", namespace: "my-app", name: "any"},
+		{verb: "get", resource: "serviceaccounts", namespace: "my-app", name: "any"},
 		// Its CA: the informer lists and watches it by name.
 		{verb: "get", resource: "secrets", namespace: ns, name: "csr-agent-ca"},
 		{verb: "list", resource: "secrets", namespace: ns, name: "csr-agent-ca"},
@@ -152,6 +165,13 @@ func TestControllerCanIssueOnlyForItsSignerAndReadOnlyItsCA(t *testing.T) {
 		signer("approve", "csr-agent.io/other"), signer("approve", "csr-agent.io/*"),
 		// Requests are made by pods; the controller never makes or removes one.
 		csrs("create"), csrs("delete"), csrs("update"),
+		// Nor a pod certificate request, which only kubelets make, nor its spec.
+		pcrs("create", "my-app"), pcrs("delete", "my-app"), pcrs("update", "my-app"), pcrs("patch", "my-app"),
+		{verb: "patch", group: certificates, resource: "podcertificaterequests", subresource: "status", namespace: "my-app", name: "any"},
+		// Service accounts: read, never changed, no tokens.
+		{verb: "list", resource: "serviceaccounts"},
+		{verb: "update", resource: "serviceaccounts", namespace: "my-app", name: "any"},
+		{verb: "create", resource: "serviceaccounts", subresource: "token", namespace: "my-app", name: "any"},
 		// No other Secret, anywhere, and its CA is read-only.
 		{verb: "get", resource: "secrets", namespace: ns, name: "other"},
 		{verb: "list", resource: "secrets", namespace: ns},

@@ -121,6 +121,9 @@ func runController(ctx context.Context, cfg *config.Controller) error {
 		MetricsAddr:     cfg.MetricsAddr,
 		HealthAddr:      cfg.HealthAddr,
 	}
+	if opts.PodCertificates, err = controller.ServesPodCertificates(client.Discovery()); err != nil {
+		return err
+	}
 	if cfg.CADir != "" {
 		opts.CADir = cfg.CADir
 	} else {
@@ -156,8 +159,9 @@ func newLogger(cfg *config.Controller, w io.Writer) logr.Logger {
 func usage(w io.Writer) {
 	fmt.Fprint(w, `Usage: controller [run]
 
-Approves, denies and signs the CertificateSigningRequests of one signer name
-and publishes its CA as a ClusterTrustBundle, until SIGTERM.
+Approves, denies and signs the CertificateSigningRequests of one signer name,
+issues or denies its PodCertificateRequests (Kubernetes 1.37+, found by
+discovery), and publishes its CA as a ClusterTrustBundle, until SIGTERM.
 
   run       run the controller (the default)
   help      show this help

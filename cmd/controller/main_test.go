@@ -98,7 +98,7 @@ func TestRunsFromTheEnvironmentUntilCancelled(t *testing.T) {
 	waitHTTP(t, "http://"+healthAddr+"/healthz")
 	issueOne(t, env, signer)
 	metrics := get(t, "http://"+metricsAddr+"/metrics")
-	if !strings.Contains(metrics, `csr_agent_controller_decisions_total{reason="AutoApproved",result="approved"} 1`) ||
+	if !strings.Contains(metrics, `csr_agent_controller_decisions_total{path="csr",reason="AutoApproved",result="approved"} 1`) ||
 		!strings.Contains(metrics, "csr_agent_controller_leader 1") {
 		t.Errorf("metrics lack the approval or the leader gauge:\n%s", metrics)
 	}

@@ -21,6 +21,8 @@
 //	           handshakes while the sidecar rotates 100 certificates
 //	spread     renewal deadlines of 10,000 certificates issued in the same
 //	           second, by the agent's own deadline function
+//	podcert    1000 PodCertificateRequests at once (the kubelet's path) vs
+//	           1000 CSRs at once (the agent's), same pods, same run
 //
 // -keep keeps the scratch directory (every program's log, the audit log);
 // -controller-env adds a variable to the controller's environment, for
@@ -47,7 +49,7 @@ import (
 	"time"
 )
 
-var order = []string{"footprint", "latency", "burst", "hostile", "rotation", "spread"}
+var order = []string{"footprint", "latency", "burst", "hostile", "rotation", "spread", "podcert"}
 
 // fieldManager owns what the benchmarks apply.
 const fieldManager = "csr-agent-bench"
@@ -149,6 +151,8 @@ func run(ctx context.Context, o runOptions) (err error) {
 			r, err = benchRotation(ctx, e, o.short, logf)
 		case "spread":
 			r, err = benchSpread(o.short)
+		case "podcert":
+			r, err = benchPodCertificates(ctx, e, o.short, logf)
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)

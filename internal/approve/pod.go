@@ -78,6 +78,8 @@ type Pod struct {
 	Labels      map[string]string
 	Hostname    string
 	Subdomain   string
+	// NodeName is spec.nodeName, which a PodCertificateRequest names.
+	NodeName string
 }
 
 // PodFrom extracts the facts from a pod read from the API.
@@ -104,6 +106,7 @@ func PodFrom(p *corev1.Pod) *Pod {
 		Labels:             p.Labels,
 		Hostname:           p.Spec.Hostname,
 		Subdomain:          p.Spec.Subdomain,
+		NodeName:           p.Spec.NodeName,
 	}
 }
 

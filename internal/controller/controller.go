@@ -34,6 +34,13 @@
 //     directory of the same files, and swapped in whole when it changes.
 //     The leader publishes the trust bundle before it signs with a new CA,
 //     merging old and new anchors (sign.Bundle).
+//   - podcert.go, podcert_sign.go: the PodCertificateRequest path
+//     (Options.PodCertificates): the kubelet's requests for podCertificate
+//     projected volumes of the same signer name, decided by
+//     approve.DecidePodCertificate from the pod and service account read
+//     live right before signing, and issued, denied or failed in one status
+//     update. Its own queue and workers; the same leader election, CA,
+//     Events and metrics (label path).
 //   - leader.go: Lease leader election. Every replica keeps warm caches and
 //     a loaded CA; only the leader queues CSRs and writes.
 //   - metrics.go, health.go, events.go: Prometheus metrics, /healthz and
@@ -69,6 +76,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -132,6 +140,13 @@ type Options struct {
 	MetricsAddr, HealthAddr string
 	// Clock defaults to the real clock.
 	Clock clock.PassiveClock
+	// PodCertificates also makes the controller the signer of
+	// PodCertificateRequests (certificates.k8s.io/v1, Kubernetes 1.37+) of
+	// the same signer name; see podcert.go. Off when the API lacks them.
+	PodCertificates bool
+	// Jitter returns a number in [0, 1) that places each pod certificate's
+	// beginRefreshAt; default math/rand/v2.Float64.
+	Jitter func() float64
 }
 
 func (o *Options) defaults() {
@@ -143,6 +158,9 @@ func (o *Options) defaults() {
 	}
 	if o.CAPollInterval == 0 {
 		o.CAPollInterval = DefaultCAPollInterval
+	}
+	if o.Jitter == nil {
+		o.Jitter = rand.Float64
 	}
 }
 
@@ -189,6 +207,7 @@ type Controller struct {
 	informer *caches
 	queue    workqueue.TypedRateLimitingInterface[string]
 	written  *writtenVersions
+	pcr      *podCertificates
 	ca       sign.Source
 	caSync   caSyncer
 	events   events.EventBroadcaster
@@ -217,13 +236,22 @@ func New(opts Options) (*Controller, error) {
 		queue:   newQueue(),
 		written: newWrittenVersions(),
 		budgets: newBudgets(),
+		pcr:     newPodCertificates(),
 	}
 	c.informer = newInformers(opts.Client, opts.Policy, opts.CASecret)
+	if opts.PodCertificates {
+		c.pcr.watch(opts.Client, c.signer)
+		c.informer.factories = append(c.informer.factories, c.pcr.factory)
+		c.informer.extraSynced = c.pcr.synced()
+	}
 	c.events, c.recorder = newEventRecorder(opts.Client)
-	c.metrics = newMetrics(c.queue)
+	c.metrics = newMetrics(c.queue, c.pcr.queue)
 	c.health = newHealth(c, opts.LeaderElection)
 	c.caSync.init()
 	if err := c.informer.addHandlers(c); err != nil {
+		return nil, err
+	}
+	if err := c.pcr.addHandlers(c); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -239,6 +267,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	logger := klog.FromContext(ctx).WithName("controller")
 	ctx = klog.NewContext(ctx, logger)
 	defer c.queue.ShutDown()
+	defer c.pcr.queue.ShutDown()
 	defer c.caSync.queue.ShutDown()
 	if err := c.events.StartRecordingToSinkWithContext(ctx); err != nil {
 		return fmt.Errorf("starting event recording: %w", err)
@@ -287,7 +316,8 @@ func (c *Controller) lead(ctx context.Context) {
 	c.leading.Store(true)
 	defer c.leading.Store(false)
 	c.enqueueAll()
-	logger.Info("Starting workers", "workers", c.opts.Workers)
+	stopPodCertificates := c.startPodCertificateWorkers(ctx)
+	logger.Info("Starting workers", "workers", c.opts.Workers, "podCertificates", c.opts.PodCertificates)
 	var wg sync.WaitGroup
 	for range c.opts.Workers {
 		wg.Go(func() {
@@ -300,6 +330,7 @@ func (c *Controller) lead(ctx context.Context) {
 	// finish their item (their API calls fail fast on the done context).
 	c.queue.ShutDown()
 	wg.Wait()
+	stopPodCertificates()
 	logger.Info("Workers stopped")
 }
 

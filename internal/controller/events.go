@@ -39,9 +39,14 @@ func (c *Controller) warn(csr *certificatesv1.CertificateSigningRequest, who *ap
 		}
 		related = csr
 	}
-	note := fmt.Sprintf(format, csr.Name, d.Message)
+	note := truncateNote(fmt.Sprintf(format, csr.Name, d.Message))
+	c.recorder.Eventf(regarding, related, corev1.EventTypeWarning, d.Reason, action, "%s", note)
+}
+
+// truncateNote keeps an Event's note within the API's limit.
+func truncateNote(note string) string {
 	if len(note) > maxNote {
 		note = strings.ToValidUTF8(note[:maxNote-3], "") + "..."
 	}
-	c.recorder.Eventf(regarding, related, corev1.EventTypeWarning, d.Reason, action, "%s", note)
+	return note
 }

@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -67,8 +68,8 @@ func TestStandbyTakesOverMidBurstAndIssuesEachCSROnce(t *testing.T) {
 	// Each replica counts the certificates it saw stored. A write of the
 	// stopped leader can land while its response is lost to the stop, so
 	// the sum may fall short of the total, never exceed it.
-	a, _ := metric(replicas["a"].c, "csr_agent_controller_certificates_issued_total")
-	b, _ := metric(replicas["b"].c, "csr_agent_controller_certificates_issued_total")
+	a, _ := metric(replicas["a"].c, `csr_agent_controller_certificates_issued_total{path="csr"}`)
+	b, _ := metric(replicas["b"].c, `csr_agent_controller_certificates_issued_total{path="csr"}`)
 	if a+b > pods*perPod || a == 0 || b == 0 {
 		t.Errorf("replica a issued %v, b %v: want at most %d in all, some by each", a, b, pods*perPod)
 	}
@@ -113,7 +114,7 @@ func waitLeader(t *testing.T, s *setup, want string) string {
 	t.Helper()
 	var holder string
 	err := wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		lease, err := s.env.Client.CoordinationV1().Leases(s.ns).Get(ctx, "controller", metav1.GetOptions{})
+		lease, err := s.env.Client.CoordinationV1().Leases(s.ns).Get(ctx, cmp.Or(s.lease, "controller"), metav1.GetOptions{})
 		if err != nil {
 			return false, nil // not created yet
 		}

@@ -31,6 +31,8 @@ type caches struct {
 	pods      cache.SharedIndexInformer
 	services  cache.SharedIndexInformer
 	secrets   cache.SharedIndexInformer
+	// extraSynced are the informers of optional paths (PodCertificateRequests).
+	extraSynced []cache.InformerSynced
 
 	csrLister    certlisters.CertificateSigningRequestLister
 	podLister    corelisters.PodLister
@@ -104,7 +106,7 @@ func (in *caches) run(ctx context.Context) {
 }
 
 func (in *caches) waitForSync(ctx context.Context) bool {
-	synced := []cache.InformerSynced{in.csrs.HasSynced, in.pods.HasSynced, in.services.HasSynced}
+	synced := append([]cache.InformerSynced{in.csrs.HasSynced, in.pods.HasSynced, in.services.HasSynced}, in.extraSynced...)
 	if in.secrets != nil {
 		synced = append(synced, in.secrets.HasSynced)
 	}

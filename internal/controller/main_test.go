@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -47,6 +48,7 @@ type setup struct {
 	caSecret   types.NamespacedName
 	bundleName string
 	user       *kubernetes.Clientset // the controller's least-privilege client
+	lease      string                // the leader-election Lease in ns; "" is "controller"
 }
 
 func newSetup(t *testing.T) *setup {
@@ -198,6 +200,8 @@ type startOptions struct {
 	identity string // non-empty: leader election with short timings
 	createCA bool
 	caDir    string // non-empty: the CA comes from this directory, not the Secret
+	// podCertificates also signs PodCertificateRequests (podcert_test.go).
+	podCertificates bool
 }
 
 // start runs a controller for s until the test ends (or stop is called)
@@ -220,7 +224,7 @@ func (s *setup) startWith(t *testing.T, o startOptions, before func(*controller.
 	}
 	opts := controller.Options{
 		Client: s.user, Policy: policy, Issuer: issuer, CASecret: s.caSecret, CreateCA: o.createCA,
-		TrustBundleName: s.bundleName,
+		TrustBundleName: s.bundleName, PodCertificates: o.podCertificates,
 	}
 	if o.caDir != "" {
 		opts.CASecret, opts.CADir, opts.CAPollInterval = types.NamespacedName{}, o.caDir, 50*time.Millisecond
@@ -229,7 +233,7 @@ func (s *setup) startWith(t *testing.T, o startOptions, before func(*controller.
 		// Short timings so a standby takes over within a test's patience;
 		// a graceful stop releases the Lease, which needs none of them.
 		opts.LeaderElection = &controller.LeaderElection{
-			Namespace: s.ns, Name: "controller", Identity: o.identity,
+			Namespace: s.ns, Name: cmp.Or(s.lease, "controller"), Identity: o.identity,
 			LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 200 * time.Millisecond,
 		}
 	}

@@ -16,44 +16,61 @@ const (
 	resultFailed   = "failed"
 )
 
+// Values of the path label: which API a request came through.
+const (
+	pathCSR            = "csr"
+	pathPodCertificate = "podcertificaterequest"
+)
+
 // metrics are the controller's Prometheus metrics, in a registry of its
 // own: several controllers can live in one process (the tests run two), and
 // nothing else registers by accident.
 type metrics struct {
-	registry     *prometheus.Registry
-	decisions    *prometheus.CounterVec
-	issued       prometheus.Counter
-	signDuration prometheus.Histogram
-	issueLatency prometheus.Histogram
-	caNotAfter   prometheus.Gauge
-	leader       prometheus.Gauge
-	deferred     prometheus.Counter
+	registry *prometheus.Registry
+	// decisions, issued and issueLatency are the CSR path's series; the
+	// pcr* ones the PodCertificateRequest path's, of the same metrics.
+	decisions       *prometheus.CounterVec
+	pcrDecisions    *prometheus.CounterVec
+	issued          prometheus.Counter
+	pcrIssued       prometheus.Counter
+	signDuration    prometheus.Histogram
+	issueLatency    prometheus.Observer
+	pcrIssueLatency prometheus.Observer
+	caNotAfter      prometheus.Gauge
+	leader          prometheus.Gauge
+	deferred        prometheus.Counter
 }
 
-func newMetrics(queue workqueue.TypedRateLimitingInterface[string]) *metrics {
+func newMetrics(queue, pcrQueue workqueue.TypedRateLimitingInterface[string]) *metrics {
 	const ns = "csr_agent_controller"
+	decisions := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Name: "decisions_total",
+		Help: "Requests approved or denied (pending CSRs, PodCertificateRequests), or failed (approved CSRs or PodCertificateRequests that cannot be signed), by path, result and condition reason.",
+	}, []string{"path", "result", "reason"})
+	issued := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Name: "certificates_issued_total",
+		Help: "Certificates written to the status of a CSR or PodCertificateRequest, by path.",
+	}, []string{"path"})
+	issueLatency := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: ns, Name: "issue_latency_seconds",
+		Help: "Time from request creation to the certificate being stored, by path (creationTimestamp has a 1 s resolution).",
+		// From a quiet cluster (well under a second) to a large rollout.
+		Buckets: []float64{0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300},
+	}, []string{"path"})
 	m := &metrics{
-		registry: prometheus.NewRegistry(),
-		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Name: "decisions_total",
-			Help: "CSRs approved or denied (pending CSRs), or failed (approved CSRs that cannot be signed), by result and condition reason.",
-		}, []string{"result", "reason"}),
-		issued: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: ns, Name: "certificates_issued_total",
-			Help: "Certificates written to status.certificate.",
-		}),
+		registry:        prometheus.NewRegistry(),
+		decisions:       decisions.MustCurryWith(prometheus.Labels{"path": pathCSR}),
+		pcrDecisions:    decisions.MustCurryWith(prometheus.Labels{"path": pathPodCertificate}),
+		issued:          issued.WithLabelValues(pathCSR),
+		pcrIssued:       issued.WithLabelValues(pathPodCertificate),
+		issueLatency:    issueLatency.WithLabelValues(pathCSR),
+		pcrIssueLatency: issueLatency.WithLabelValues(pathPodCertificate),
 		signDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: ns, Name: "signing_duration_seconds",
 			Help: "Time to build and sign one certificate, without API calls.",
 			// ECDSA signatures take tens of microseconds, RSA ones up to
 			// milliseconds.
 			Buckets: prometheus.ExponentialBuckets(0.00002, 4, 8),
-		}),
-		issueLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: ns, Name: "issue_latency_seconds",
-			Help: "Time from CSR creation to the certificate being stored (creationTimestamp has a 1 s resolution).",
-			// From a quiet cluster (well under a second) to a large rollout.
-			Buckets: []float64{0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300},
 		}),
 		caNotAfter: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Name: "ca_not_after_timestamp_seconds",
@@ -68,11 +85,15 @@ func newMetrics(queue workqueue.TypedRateLimitingInterface[string]) *metrics {
 			Help: "1 while this replica leads (approves and signs), 0 while it stands by.",
 		}),
 	}
-	m.registry.MustRegister(m.decisions, m.issued, m.signDuration, m.issueLatency, m.caNotAfter, m.leader, m.deferred,
+	m.registry.MustRegister(decisions, issued, m.signDuration, issueLatency, m.caNotAfter, m.leader, m.deferred,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: ns, Name: "queue_depth",
-			Help: "CSRs waiting to be processed.",
+			Namespace: ns, Name: "queue_depth", ConstLabels: prometheus.Labels{"path": pathCSR},
+			Help: "Requests waiting to be processed, by path.",
 		}, func() float64 { return float64(queue.Len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: ns, Name: "queue_depth", ConstLabels: prometheus.Labels{"path": pathPodCertificate},
+			Help: "Requests waiting to be processed, by path.",
+		}, func() float64 { return float64(pcrQueue.Len()) }),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

@@ -218,7 +218,7 @@ func TestDeniesWhatThePodCannotClaim(t *testing.T) {
 	}
 	runPodCases(t, s, cases)
 	for _, tc := range cases {
-		series := fmt.Sprintf(`csr_agent_controller_decisions_total{reason=%q,result="denied"}`, tc.want)
+		series := fmt.Sprintf(`csr_agent_controller_decisions_total{path="csr",reason=%q,result="denied"}`, tc.want)
 		if v, _ := metric(in.c, series); v < 1 {
 			t.Errorf("%s = %v, want at least 1", series, v)
 		}

@@ -22,12 +22,16 @@ import (
 // server outage is not worth hammering. The overall bucket (100/s, burst
 // 1000) only limits retries, so a burst of new CSRs is never delayed by it.
 func newQueue() workqueue.TypedRateLimitingInterface[string] {
-	return workqueue.NewTypedRateLimitingQueueWithConfig(
-		workqueue.NewTypedMaxOfRateLimiter(
-			workqueue.NewTypedItemExponentialFailureRateLimiter[string](50*time.Millisecond, 2*time.Minute),
-			&workqueue.TypedBucketRateLimiter[string]{Limiter: rate.NewLimiter(rate.Limit(100), 1000)},
-		),
-		workqueue.TypedRateLimitingQueueConfig[string]{Name: "csr"},
+	return workqueue.NewTypedRateLimitingQueueWithConfig(newQueueRateLimiter(),
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: "csr"})
+}
+
+// newQueueRateLimiter is the retry policy of both queues (CSRs and
+// PodCertificateRequests), described at newQueue.
+func newQueueRateLimiter() workqueue.TypedRateLimiter[string] {
+	return workqueue.NewTypedMaxOfRateLimiter(
+		workqueue.NewTypedItemExponentialFailureRateLimiter[string](50*time.Millisecond, 2*time.Minute),
+		&workqueue.TypedBucketRateLimiter[string]{Limiter: rate.NewLimiter(rate.Limit(100), 1000)},
 	)
 }
 

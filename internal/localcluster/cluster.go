@@ -132,6 +132,11 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	// shutdown timeout; this is the mode HA control planes run in: drain
 	// ordinary requests, then give clients 2s to go.
 	api.Configure().Set("shutdown-send-retry-after", "true")
+	// As a real cluster authorizes and admits its kubelets: the Node
+	// authorizer and NodeRestriction are what limit a node to creating
+	// PodCertificateRequests for its own pods (see NodeConfig).
+	api.Configure().Set("authorization-mode", "Node,RBAC")
+	api.Configure().Set("enable-admission-plugins", "NodeRestriction")
 	for name, value := range opts.APIServerFlags {
 		api.Configure().Set(name, value)
 	}

@@ -43,6 +43,13 @@ type PodOptions struct {
 	// TokenTTL is the lifetime of Token; default DefaultTokenTTL. No kubelet
 	// refreshes it.
 	TokenTTL time.Duration
+	// Volumes become spec.volumes, e.g. a projected podCertificate volume,
+	// which NodeRestriction requires before the node may request a pod
+	// certificate for the pod.
+	Volumes []corev1.Volume
+	// Finalizers become metadata.finalizers: such a pod stays, terminating,
+	// after it is deleted until they are removed.
+	Finalizers []string
 }
 
 // Pod is a Pod object that looks scheduled and running, and the credentials
@@ -117,8 +124,9 @@ func (c *Cluster) NewPod(ctx context.Context, opts PodOptions) (*Pod, error) {
 		return nil, err
 	}
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: opts.Name, Namespace: opts.Namespace, Labels: maps.Clone(opts.Labels)},
+		ObjectMeta: metav1.ObjectMeta{Name: opts.Name, Namespace: opts.Namespace, Labels: maps.Clone(opts.Labels), Finalizers: opts.Finalizers},
 		Spec: corev1.PodSpec{
+			Volumes:            opts.Volumes,
 			ServiceAccountName: opts.ServiceAccount,
 			NodeName:           NodeName,
 			Hostname:           opts.Hostname,

@@ -1,0 +1,236 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
+	"k8s.io/utils/ptr"
+
+	"github.com/csr-agent/csr-agent/internal/localcluster"
+)
+
+// benchPodCertificates is benchmark 7: n PodCertificateRequests at once
+// (one status write each) against n CSRs at once (approval, then
+// certificate), from the same pods in the same run, alternating rounds:
+// time until all are issued.
+func benchPodCertificates(ctx context.Context, e *env, short bool, logf func(string, ...any)) (*result, error) {
+	n := 1000
+	if short {
+		n = 50
+	}
+	ns, err := e.cluster.NewNamespace(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// NodeRestriction lets the node ask only for pods that mount a
+	// podCertificate volume of the signer.
+	volume := corev1.Volume{Name: "tls", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+		Sources: []corev1.VolumeProjection{{PodCertificate: &corev1.PodCertificateProjection{
+			SignerName: signerName, KeyType: "ECDSAP256", CredentialBundlePath: "credentialbundle.pem",
+		}}},
+	}}}
+	pods := make([]*localcluster.Pod, n)
+	if err := parallel(n, 32, func(i int) error {
+		p, err := e.cluster.NewPod(ctx, localcluster.PodOptions{Namespace: ns, TokenTTL: tokenTTL, Volumes: []corev1.Volume{volume}})
+		pods[i] = p
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	nodeCfg, node, err := e.cluster.NodeConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sa, err := e.cluster.Client.CoreV1().ServiceAccounts(ns).Get(ctx, pods[0].ServiceAccount, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	type request struct {
+		csr  []byte // the agent's request
+		stub []byte // the kubelet's stub PKCS#10 request
+	}
+	reqs := make([]request, n)
+	for i, pod := range pods {
+		dns := podDNSName(pod)
+		if reqs[i].csr, err = csrFor(pkix.Name{CommonName: dns}, []string{dns}, []net.IP{net.ParseIP(pod.IPs[0])}); err != nil {
+			return nil, err
+		}
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		if reqs[i].stub, err = x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key); err != nil {
+			return nil, err
+		}
+	}
+	csrRun := func(run string) (burstStats, error) {
+		clients := make([]kubernetes.Interface, n)
+		for i, p := range pods {
+			if clients[i], err = podClient(p); err != nil {
+				return burstStats{}, err
+			}
+		}
+		return burstOnce(ctx, e, run, n, func(ctx context.Context, i int) error {
+			obj := csrObject(burstName(run, i), run, signerName, reqs[i].csr, certificatesv1.UsageServerAuth)
+			_, err := clients[i].CertificatesV1().CertificateSigningRequests().Create(ctx, obj, metav1.CreateOptions{})
+			return err
+		})
+	}
+	// One node asks for every pod: its kubelet's one client, as on a node.
+	pcrRun := func(run string) (burstStats, error) {
+		client, err := kubernetes.NewForConfig(nodeCfg)
+		if err != nil {
+			return burstStats{}, err
+		}
+		return pcrBurstOnce(ctx, e, ns, run, n, func(ctx context.Context, i int) error {
+			p := pods[i]
+			obj := &certificatesv1.PodCertificateRequest{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: burstName(run, i), Labels: map[string]string{"bench-run": run}},
+				Spec: certificatesv1.PodCertificateRequestSpec{
+					SignerName: signerName, PodName: p.Name, PodUID: types.UID(p.UID),
+					ServiceAccountName: sa.Name, ServiceAccountUID: sa.UID,
+					NodeName: types.NodeName(node.Name), NodeUID: node.UID,
+					MaxExpirationSeconds: ptr.To[int32](24 * 3600), StubPKCS10Request: reqs[i].stub,
+				},
+			}
+			_, err := client.CertificatesV1().PodCertificateRequests(ns).Create(ctx, obj, metav1.CreateOptions{})
+			return err
+		})
+	}
+	// The controller's caches know the pods before the clock starts (see
+	// benchBurst).
+	if _, err := csrRun("pcr-warmup"); err != nil {
+		return nil, fmt.Errorf("warm-up: %w", err)
+	}
+	rounds := 3
+	if short {
+		rounds = 1
+	}
+	var csrRounds, pcrRounds []burstStats
+	for r := 1; r <= rounds; r++ {
+		for _, kind := range []string{"pcr", "csr"} {
+			label := fmt.Sprintf("%s-vs-%d", kind, r)
+			run := csrRun
+			if kind == "pcr" {
+				run = pcrRun
+			}
+			s, err := run(label)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", label, err)
+			}
+			logf("%s: all %d issued in %s (p50 %s, p99 %s; all created after %s)", label, n, ms(s.total), ms(s.p50), ms(s.p99), ms(s.created))
+			if kind == "pcr" {
+				pcrRounds = append(pcrRounds, s)
+			} else {
+				csrRounds = append(csrRounds, s)
+			}
+		}
+	}
+	p, c := medianRun(pcrRounds), medianRun(csrRounds)
+	r := &result{title: fmt.Sprintf("7. Pod certificates vs CSRs (%d requests at once)", n)}
+	r.add("all issued, PodCertificateRequests vs CSRs", ms(p.total), ms(c.total), ratio(float64(p.total), float64(c.total)),
+		"≤ 0.70", float64(p.total) <= 0.70*float64(c.total))
+	r.add("per request p50 (PCR vs CSR)", ms(p.p50), ms(c.p50), "–", "–", true)
+	r.add("per request p99 (PCR vs CSR)", ms(p.p99), ms(c.p99), "–", "–", true)
+	r.detail("- Rounds (all issued): PodCertificateRequests %s; CSRs %s. The table shows each side's median round.", totals(pcrRounds), totals(csrRounds))
+	r.detail("- The same %d simulated pods (each mounting a podCertificate volume of %s) in both: a CSR is created by the pod with its own "+
+		"pod-bound token and connection, and the controller approves then signs it (two writes); a PodCertificateRequest is created by "+
+		"the node (one system:node client certificate, as the kubelet), and the controller reads the pod and service account live and "+
+		"issues it in one status write. Same controller, same policy, same control plane, alternating rounds. Per request: from just "+
+		"before the create to the certificate seen on a watch.", n, signerName)
+	return r, nil
+}
+
+// pcrBurstOnce is burstOnce for PodCertificateRequests of namespace ns.
+func pcrBurstOnce(ctx context.Context, e *env, ns, label string, n int, do func(context.Context, int) error) (burstStats, error) {
+	pcrs := e.cluster.Client.CertificatesV1().PodCertificateRequests(ns)
+	list, err := pcrs.List(ctx, metav1.ListOptions{LabelSelector: "bench-run=" + label})
+	if err != nil {
+		return burstStats{}, err
+	}
+	w, err := watchtools.NewRetryWatcherWithContext(ctx, list.ResourceVersion, &cache.ListWatch{
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.LabelSelector = "bench-run=" + label
+			return pcrs.Watch(ctx, o)
+		},
+	})
+	if err != nil {
+		return burstStats{}, err
+	}
+	defer w.Stop()
+	sent, returned := make([]time.Time, n), make([]time.Time, n)
+	issued := map[string]time.Time{}
+	start := make(chan struct{})
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			sent[i] = time.Now()
+			if err := do(ctx, i); err != nil {
+				errs <- err
+			}
+			returned[i] = time.Now()
+		})
+	}
+	t0 := time.Now()
+	close(start)
+	timeout := time.After(5 * time.Minute)
+	for len(issued) < n {
+		select {
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return burstStats{}, fmt.Errorf("watch ended after %d of %d issued", len(issued), n)
+			}
+			pcr, isPCR := ev.Object.(*certificatesv1.PodCertificateRequest)
+			if !isPCR {
+				return burstStats{}, fmt.Errorf("watch: %s %v", ev.Type, ev.Object)
+			}
+			if _, seen := issued[pcr.Name]; !seen && pcr.Status.CertificateChain != "" {
+				issued[pcr.Name] = time.Now()
+			}
+			for _, t := range []string{certificatesv1.PodCertificateRequestConditionTypeDenied, certificatesv1.PodCertificateRequestConditionTypeFailed} {
+				if c := meta.FindStatusCondition(pcr.Status.Conditions, t); c != nil {
+					return burstStats{}, fmt.Errorf("%s %s: %s: %s", pcr.Name, c.Type, c.Reason, c.Message)
+				}
+			}
+		case err := <-errs:
+			return burstStats{}, err
+		case <-timeout:
+			return burstStats{}, fmt.Errorf("%d of %d issued after 5 minutes", len(issued), n)
+		case <-ctx.Done():
+			return burstStats{}, ctx.Err()
+		}
+	}
+	wg.Wait()
+	var last, lastCreated time.Time
+	var each []time.Duration
+	for i := range n {
+		at := issued[burstName(label, i)]
+		last = maxTime(last, at)
+		lastCreated = maxTime(lastCreated, returned[i])
+		each = append(each, at.Sub(sent[i]))
+	}
+	each = sortedCopy(each)
+	if err := pcrs.DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "bench-run=" + label}); err != nil {
+		return burstStats{}, err
+	}
+	return burstStats{total: last.Sub(t0), p50: percentile(each, .5), p99: percentile(each, .99), created: lastCreated.Sub(t0)}, nil
+}

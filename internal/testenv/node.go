@@ -1,0 +1,21 @@
+package testenv
+
+import (
+	"context"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/rest"
+)
+
+// NodeConfig authenticates as the kubelet of NodeName (a system:node
+// client certificate from the cluster CA) and returns the Node object; see
+// localcluster.Cluster.NodeConfig.
+func (e *Env) NodeConfig(t testing.TB) (*rest.Config, *corev1.Node) {
+	t.Helper()
+	cfg, node, err := e.cluster.NodeConfig(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, node
+}
