@@ -315,4 +315,3 @@ func TestFingerprintsAreReadInTheFormsOpenSSLAndPeopleWrite(t *testing.T) {
 		}
 	}
 }
-
