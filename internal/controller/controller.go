@@ -26,7 +26,9 @@
 //     kubernetes.io/tls Secret (optionally created there) or from a
 //     directory of the same files, and swapped in whole when it changes.
 //     The leader publishes the trust bundle before it signs with a new CA,
-//     merging old and new anchors (sign.Bundle).
+//     merging old and new anchors, and drops an old anchor once its last
+//     leaf has expired or an operator retires it (sign.PlanBundle,
+//     retire.go).
 //   - leader.go: Lease leader election. Every replica keeps warm caches and
 //     a loaded CA; only the leader queues CSRs and writes.
 //   - metrics.go, health.go, events.go: Prometheus metrics, /healthz and
@@ -182,6 +184,7 @@ type Controller struct {
 	events   events.EventBroadcaster
 	recorder events.EventRecorder
 	metrics  *metrics
+	retire   *retireMetrics
 	health   *health
 	synced   atomic.Bool
 	leading  atomic.Bool // workers run; see enqueueCSR
@@ -204,6 +207,7 @@ func New(opts Options) (*Controller, error) {
 	c.informer = newInformers(opts.Client, opts.Policy, opts.CASecret)
 	c.events, c.recorder = newEventRecorder(opts.Client)
 	c.metrics = newMetrics(c.queue)
+	c.retire = newRetireMetrics(c.metrics.registry)
 	c.health = newHealth(c, opts.LeaderElection)
 	c.caSync.init()
 	if err := c.informer.addHandlers(c); err != nil {
