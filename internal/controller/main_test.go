@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 	"k8s.io/klog/v2/ktesting"
+	"k8s.io/utils/clock"
 
 	"github.com/csr-agent/csr-agent/internal/approve"
 	"github.com/csr-agent/csr-agent/internal/config"
@@ -143,6 +144,7 @@ type startOptions struct {
 	identity string // non-empty: leader election with short timings
 	createCA bool
 	caDir    string // non-empty: the CA comes from this directory, not the Secret
+	clock    clock.PassiveClock
 }
 
 // start runs a controller for s until the test ends (or stop is called)
@@ -159,7 +161,7 @@ func (s *setup) start(t *testing.T, o startOptions) *instance {
 	}
 	opts := controller.Options{
 		Client: s.user, Policy: policy, Issuer: issuer, CASecret: s.caSecret, CreateCA: o.createCA,
-		TrustBundleName: s.bundleName,
+		TrustBundleName: s.bundleName, Clock: o.clock,
 	}
 	if o.caDir != "" {
 		opts.CASecret, opts.CADir, opts.CAPollInterval = types.NamespacedName{}, o.caDir, 50*time.Millisecond
