@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -117,107 +118,128 @@ type BundlePlan struct {
 // certificate (ErrInvalidBundle otherwise): anything else in a published
 // trust bundle is a mistake to stop at, not to pass on.
 func PlanBundle(in BundleInput) (*BundlePlan, error) {
-	source, err := pki.ParseCertificates(in.Source.TrustBundle())
+	source, published, err := parseBundles(in)
 	if err != nil {
-		return nil, fmt.Errorf("%w: new bundle: %w", ErrInvalidBundle, err)
+		return nil, err
 	}
-	var published []*x509.Certificate
+	pl := &planner{
+		in: in, plan: &BundlePlan{State: map[string]AnchorState{}},
+		signing: map[string]bool{}, retired: map[string]bool{},
+		inSource: fingerprints(source), published: fingerprints(published),
+	}
+	for _, ca := range append([]*CA{in.Source}, in.Signing...) {
+		if ca != nil {
+			maps.Copy(pl.signing, fingerprints(ca.signingAnchors))
+		}
+	}
+	for _, fp := range in.Retired {
+		pl.retired[fp] = true
+	}
+	seen := map[string]bool{}
+	for _, c := range slices.Concat(source, published) {
+		if fp := Fingerprint(c); !seen[fp] {
+			seen[fp] = true
+			pl.decide(c, fp)
+		}
+	}
+	if pl.plan.Signing == 0 {
+		return nil, fmt.Errorf("%w: new bundle has no unexpired anchor the signing CA chains to", ErrInvalidBundle)
+	}
+	pl.plan.PEM = encodeCertificates(pl.kept)
+	return pl.plan, nil
+}
+
+// parseBundles parses the source's anchors and the published bundle.
+func parseBundles(in BundleInput) (source, published []*x509.Certificate, err error) {
+	if source, err = pki.ParseCertificates(in.Source.TrustBundle()); err != nil {
+		return nil, nil, fmt.Errorf("%w: new bundle: %w", ErrInvalidBundle, err)
+	}
 	if len(bytes.TrimSpace(in.Published)) > 0 {
 		if published, err = pki.ParseCertificates(in.Published); err != nil {
-			return nil, fmt.Errorf("%w: previous bundle: %w", ErrInvalidBundle, err)
+			return nil, nil, fmt.Errorf("%w: previous bundle: %w", ErrInvalidBundle, err)
 		}
 	}
 	for _, c := range slices.Concat(source, published) {
 		if !c.IsCA {
-			return nil, fmt.Errorf("%w: %q is not a CA", ErrInvalidBundle, c.Subject)
+			return nil, nil, fmt.Errorf("%w: %q is not a CA", ErrInvalidBundle, c.Subject)
 		}
 	}
-	signing := map[string]bool{}
-	for _, ca := range append([]*CA{in.Source}, in.Signing...) {
-		if ca != nil {
-			for _, a := range ca.signingAnchors {
-				signing[Fingerprint(a)] = true
-			}
-		}
-	}
-	retired := map[string]bool{}
-	for _, fp := range in.Retired {
-		retired[fp] = true
-	}
+	return source, published, nil
+}
 
-	p := &BundlePlan{State: map[string]AnchorState{}}
-	var kept []*x509.Certificate
-	seen := map[string]bool{}
-	inSource := map[string]bool{}
-	for _, c := range source {
-		inSource[Fingerprint(c)] = true
+func fingerprints(certs []*x509.Certificate) map[string]bool {
+	set := map[string]bool{}
+	for _, c := range certs {
+		set[Fingerprint(c)] = true
 	}
-	wasPublished := map[string]bool{}
-	for _, c := range published {
-		wasPublished[Fingerprint(c)] = true
+	return set
+}
+
+// planner holds one PlanBundle's sets, by fingerprint, and its result.
+type planner struct {
+	in                                    BundleInput
+	signing, retired, inSource, published map[string]bool
+	plan                                  *BundlePlan
+	kept                                  []*x509.Certificate
+}
+
+// decide puts c, whose fingerprint is fp, in one of the states.
+func (pl *planner) decide(c *x509.Certificate, fp string) {
+	p, now := pl.plan, pl.in.Now
+	if !now.Before(c.NotAfter) {
+		pl.drop(c, fp, DropExpired)
+		return
 	}
-	drop := func(c *x509.Certificate, fp string, why DropReason) {
-		if wasPublished[fp] {
-			p.Dropped = append(p.Dropped, Dropped{Cert: c, Reason: why})
+	st := pl.in.State[fp]
+	st.Subject = c.Subject.String()
+	switch {
+	case pl.signing[fp]:
+		// Signing again after a switch back clears the retirement.
+		p.State[fp] = AnchorState{Subject: st.Subject, Signing: true}
+		if pl.retired[fp] {
+			p.Refused = append(p.Refused, c)
 		}
+		p.Signing++
+		pl.keep(c)
+		return
+	case st.DropAfter == nil && (st.Signing || !pl.inSource[fp]):
+		// Signing just switched away, or the history is unknown.
+		stopped, until := now, now.Add(pl.in.Overlap)
+		st = AnchorState{Subject: st.Subject, SigningStopped: &stopped, DropAfter: &until}
 	}
-	for _, c := range slices.Concat(source, published) {
-		fp := Fingerprint(c)
-		if seen[fp] {
-			continue
-		}
-		seen[fp] = true
-		if !in.Now.Before(c.NotAfter) {
-			drop(c, fp, DropExpired)
-			continue
-		}
-		st := in.State[fp]
-		st.Subject = c.Subject.String()
-		switch {
-		case signing[fp]:
-			// Signing again after a switch back clears the retirement.
-			p.State[fp] = AnchorState{Subject: st.Subject, Signing: true}
-			if retired[fp] {
-				p.Refused = append(p.Refused, c)
-			}
-			kept = append(kept, c)
-			p.Signing++
-			p.next(c.NotAfter)
-			continue
-		case st.DropAfter == nil && (st.Signing || !inSource[fp]):
-			// Signing just switched away, or the history is unknown.
-			stopped, until := in.Now, in.Now.Add(in.Overlap)
-			st = AnchorState{Subject: st.Subject, SigningStopped: &stopped, DropAfter: &until}
-		}
-		keep := false
-		switch {
-		case retired[fp]:
-			drop(c, fp, DropMarked)
-		case st.DropAfter != nil && !in.Now.Before(*st.DropAfter):
-			drop(c, fp, DropLeavesExpired)
-		case st.DropAfter != nil:
-			keep = true
-			p.Retiring++
-			p.next(*st.DropAfter)
-		default:
-			keep = true
-			p.Staged++
-		}
-		if keep {
-			kept = append(kept, c)
-			p.next(c.NotAfter)
-		}
-		if st.DropAfter != nil && (keep || inSource[fp]) {
-			// Remembered while it is published or could come back: a
-			// retired anchor the source still lists stays out.
-			p.State[fp] = st
-		}
+	kept := false
+	switch {
+	case pl.retired[fp]:
+		pl.drop(c, fp, DropMarked)
+	case st.DropAfter != nil && !now.Before(*st.DropAfter):
+		pl.drop(c, fp, DropLeavesExpired)
+	case st.DropAfter != nil:
+		kept = true
+		p.Retiring++
+		p.next(*st.DropAfter)
+		pl.keep(c)
+	default:
+		kept = true
+		p.Staged++
+		pl.keep(c)
 	}
-	if p.Signing == 0 {
-		return nil, fmt.Errorf("%w: new bundle has no unexpired anchor the signing CA chains to", ErrInvalidBundle)
+	if st.DropAfter != nil && (kept || pl.inSource[fp]) {
+		// Remembered while it is published or could come back: a retired
+		// anchor the source still lists stays out.
+		p.State[fp] = st
 	}
-	p.PEM = encodeCertificates(kept)
-	return p, nil
+}
+
+func (pl *planner) keep(c *x509.Certificate) {
+	pl.kept = append(pl.kept, c)
+	pl.plan.next(c.NotAfter)
+}
+
+// drop records c as dropped if it was published.
+func (pl *planner) drop(c *x509.Certificate, fp string, why DropReason) {
+	if pl.published[fp] {
+		pl.plan.Dropped = append(pl.plan.Dropped, Dropped{Cert: c, Reason: why})
+	}
 }
 
 // next lowers NextChange to t.
