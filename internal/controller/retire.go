@@ -45,9 +45,10 @@ const (
 
 // retireMetrics describe the anchors of the published bundle.
 type retireMetrics struct {
-	anchors *prometheus.GaugeVec
-	dropped *prometheus.CounterVec
-	refused *prometheus.GaugeVec
+	anchors  *prometheus.GaugeVec
+	nextDrop prometheus.Gauge
+	dropped  *prometheus.CounterVec
+	refused  *prometheus.GaugeVec
 }
 
 func newRetireMetrics(reg prometheus.Registerer) *retireMetrics {
@@ -57,6 +58,10 @@ func newRetireMetrics(reg prometheus.Registerer) *retireMetrics {
 			Namespace: ns, Name: "trust_anchors",
 			Help: "Anchors of the published trust bundle by state: signing (the signing CA chains to it), staged (published ahead of a rotation), retiring (signing switched away; dropped once its last leaf expired).",
 		}, []string{"state"}),
+		nextDrop: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "trust_anchor_next_drop_timestamp_seconds",
+			Help: "When the next retiring anchor leaves the published bundle (its last leaf has expired), as a Unix time; 0 when none is retiring.",
+		}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "trust_anchors_dropped_total",
 			Help: "Anchors dropped from the published trust bundle, by reason: Expired, LeavesExpired, MarkedRetired.",
@@ -66,7 +71,7 @@ func newRetireMetrics(reg prometheus.Registerer) *retireMetrics {
 			Help: "Retirement marker entries not applied at the last publish, by reason: SigningAnchor (the signing CA chains to it), Invalid (the marker is malformed and ignored whole). Alert on any non-zero value.",
 		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.anchors, m.dropped, m.refused)
+	reg.MustRegister(m.anchors, m.nextDrop, m.dropped, m.refused)
 	return m
 }
 
@@ -156,6 +161,17 @@ func (c *Controller) reportPlan(ctx context.Context, ctb *certificatesv1.Cluster
 	c.retire.anchors.WithLabelValues("signing").Set(float64(plan.Signing))
 	c.retire.anchors.WithLabelValues("staged").Set(float64(plan.Staged))
 	c.retire.anchors.WithLabelValues("retiring").Set(float64(plan.Retiring))
+	var next time.Time
+	for _, st := range plan.State {
+		if st.DropAfter != nil && st.DropAfter.After(in.Now) && (next.IsZero() || st.DropAfter.Before(next)) {
+			next = *st.DropAfter
+		}
+	}
+	if next.IsZero() {
+		c.retire.nextDrop.Set(0)
+	} else {
+		c.retire.nextDrop.Set(float64(next.Unix()))
+	}
 }
 
 // errRetireSigning is logged when the marker names a signing anchor.

@@ -105,6 +105,9 @@ func TestTheRetirementClockIsPersistedOnTheBundleAndOutlivesTheController(t *tes
 	if got := scrape(t, c, `csr_agent_controller_trust_anchors{state="retiring"}`); got != 1 {
 		t.Errorf("retiring anchors = %v, want 1", got)
 	}
+	if got := scrape(t, c, "csr_agent_controller_trust_anchor_next_drop_timestamp_seconds"); got != float64(want.Unix()) {
+		t.Errorf("next drop at %v, want %v", got, want.Unix())
+	}
 
 	// Another controller, nothing in memory, a minute before and then at
 	// the persisted time.
