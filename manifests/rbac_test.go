@@ -130,6 +130,8 @@ func TestControllerCanIssueOnlyForItsSignerAndReadOnlyItsCA(t *testing.T) {
 		{verb: "create", group: certificates, resource: "clustertrustbundles"},
 		{verb: "get", group: certificates, resource: "clustertrustbundles", name: "csr-agent.io:pod:ca"},
 		{verb: "update", group: certificates, resource: "clustertrustbundles", name: "csr-agent.io:pod:ca"},
+		{verb: "list", group: certificates, resource: "clustertrustbundles", name: "csr-agent.io:pod:ca"},  // the retirement marker
+		{verb: "watch", group: certificates, resource: "clustertrustbundles", name: "csr-agent.io:pod:ca"}, // is watched by name
 		{verb: "list", resource: "pods"}, {verb: "watch", resource: "pods"}, {verb: "get", resource: "pods", namespace: "my-app", name: "any"},
 		{verb: "list", resource: "services"}, {verb: "watch", resource: "services"}, {verb: "list", resource: "services", namespace: "my-app"},
 		{verb: "create", group: "events.k8s.io", resource: "events", namespace: "my-app"},

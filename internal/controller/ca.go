@@ -52,6 +52,9 @@ func (c *Controller) runCALoop(ctx context.Context) {
 	if c.opts.CADir != "" {
 		go c.pollCADir(ctx)
 	}
+	var watching sync.WaitGroup
+	watching.Go(func() { c.watchTrustBundle(ctx) })
+	defer watching.Wait()
 	for {
 		key, shutdown := c.caSync.queue.Get()
 		if shutdown {
@@ -96,14 +99,21 @@ func (c *Controller) syncCA(ctx context.Context) error {
 		return err
 	}
 	if leading {
-		if err := c.publishTrustBundle(ctx, ca); err != nil {
+		plan, err := c.publishTrustBundle(ctx, ca)
+		if err != nil {
 			return err
 		}
+		c.scheduleBundleChange(plan)
 	}
 	if cur := c.ca.Current(); cur == nil || !cur.Certificate().Equal(ca.Certificate()) {
 		cert := ca.Certificate()
 		klog.FromContext(ctx).Info("Signing with CA", "source", c.caSourceName(), "subject", cert.Subject.String(),
 			"serial", cert.SerialNumber.Text(16), "notAfter", cert.NotAfter)
+		if leading && cur != nil {
+			// The bundle was planned while cur still signed; once it no
+			// longer does, the next plan starts its anchor's retirement.
+			c.caSync.queue.Add(caKey)
+		}
 	}
 	c.ca.Set(ca)
 	c.metrics.caNotAfter.Set(float64(ca.Certificate().NotAfter.Unix()))

@@ -33,7 +33,9 @@
 //     kubernetes.io/tls Secret (optionally created there) or from a
 //     directory of the same files, and swapped in whole when it changes.
 //     The leader publishes the trust bundle before it signs with a new CA,
-//     merging old and new anchors (sign.Bundle).
+//     merging old and new anchors, and drops an old anchor once its last
+//     leaf has expired or an operator retires it (sign.PlanBundle,
+//     retire.go).
 //   - podcert.go, podcert_sign.go: the PodCertificateRequest path
 //     (Options.PodCertificates): the kubelet's requests for podCertificate
 //     projected volumes of the same signer name, decided by
@@ -213,6 +215,7 @@ type Controller struct {
 	events   events.EventBroadcaster
 	recorder events.EventRecorder
 	metrics  *metrics
+	retire   *retireMetrics
 	health   *health
 	synced   atomic.Bool
 	leading  atomic.Bool // workers run; see enqueueCSR
@@ -246,6 +249,7 @@ func New(opts Options) (*Controller, error) {
 	}
 	c.events, c.recorder = newEventRecorder(opts.Client)
 	c.metrics = newMetrics(c.queue, c.pcr.queue)
+	c.retire = newRetireMetrics(c.metrics.registry)
 	c.health = newHealth(c, opts.LeaderElection)
 	c.caSync.init()
 	if err := c.informer.addHandlers(c); err != nil {

@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 	"k8s.io/klog/v2/ktesting"
+	"k8s.io/utils/clock"
 
 	"github.com/csr-agent/csr-agent/internal/approve"
 	"github.com/csr-agent/csr-agent/internal/config"
@@ -202,6 +203,7 @@ type startOptions struct {
 	caDir    string // non-empty: the CA comes from this directory, not the Secret
 	// podCertificates also signs PodCertificateRequests (podcert_test.go).
 	podCertificates bool
+	clock           clock.PassiveClock
 }
 
 // start runs a controller for s until the test ends (or stop is called)
@@ -224,7 +226,7 @@ func (s *setup) startWith(t *testing.T, o startOptions, before func(*controller.
 	}
 	opts := controller.Options{
 		Client: s.user, Policy: policy, Issuer: issuer, CASecret: s.caSecret, CreateCA: o.createCA,
-		TrustBundleName: s.bundleName, PodCertificates: o.podCertificates,
+		TrustBundleName: s.bundleName, PodCertificates: o.podCertificates, Clock: o.clock,
 	}
 	if o.caDir != "" {
 		opts.CASecret, opts.CADir, opts.CAPollInterval = types.NamespacedName{}, o.caDir, 50*time.Millisecond

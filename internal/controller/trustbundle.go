@@ -14,53 +14,60 @@ import (
 	"github.com/csr-agent/csr-agent/internal/sign"
 )
 
-// publishTrustBundle makes the ClusterTrustBundle hold ca's trust anchors,
-// keeping the anchors already published until they expire (sign.Bundle), so
-// that during a CA rotation clients trust the leaves of both CAs. It writes
-// only when the content changes. The bundle is linked to the signer name, so
-// pods can mount it with a clusterTrustBundle projected volume and the agent
-// finds it by signer name.
-func (c *Controller) publishTrustBundle(ctx context.Context, ca *sign.CA) error {
+// publishTrustBundle makes the ClusterTrustBundle hold the anchors
+// sign.PlanBundle decides from ca, the CA still in use, the bundle
+// published so far, the retirement marker and the anchor state persisted
+// on the bundle: during a CA rotation clients trust the leaves of both CAs,
+// and an old anchor leaves once its last leaf has expired or the operator
+// retires it. It writes only when the content or the state changes. The
+// bundle is linked to the signer name, so pods can mount it with a
+// clusterTrustBundle projected volume and the agent finds it by signer name.
+func (c *Controller) publishTrustBundle(ctx context.Context, ca *sign.CA) (*sign.BundlePlan, error) {
 	logger := klog.FromContext(ctx)
 	ctbs := c.opts.Client.CertificatesV1().ClusterTrustBundles()
 	name := c.opts.TrustBundleName
 	cur, err := ctbs.Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		bundle, err := sign.Bundle(c.now(), nil, ca.TrustBundle())
-		if err != nil {
-			return fmt.Errorf("building trust bundle: %w", err)
-		}
-		ctb := &certificatesv1.ClusterTrustBundle{
+	exists := err == nil
+	switch {
+	case apierrors.IsNotFound(err):
+		cur = &certificatesv1.ClusterTrustBundle{
 			ObjectMeta: metav1.ObjectMeta{Name: name},
-			Spec:       certificatesv1.ClusterTrustBundleSpec{SignerName: c.signer, TrustBundle: string(bundle)},
+			Spec:       certificatesv1.ClusterTrustBundleSpec{SignerName: c.signer},
 		}
-		if _, err := ctbs.Create(ctx, ctb, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("creating ClusterTrustBundle %s: %w", name, err)
-		}
-		logger.Info("Published trust bundle", "clusterTrustBundle", name)
-		return nil
+	case err != nil:
+		return nil, fmt.Errorf("reading ClusterTrustBundle %s: %w", name, err)
 	}
-	if err != nil {
-		return fmt.Errorf("reading ClusterTrustBundle %s: %w", name, err)
-	}
-	bundle, err := sign.Bundle(c.now(), []byte(cur.Spec.TrustBundle), ca.TrustBundle())
-	if errors.Is(err, sign.ErrInvalidBundle) {
+	in := c.bundleInput(ctx, cur, ca)
+	plan, err := sign.PlanBundle(in)
+	if errors.Is(err, sign.ErrInvalidBundle) && len(in.Published) > 0 {
 		// Whatever was put in the published bundle cannot be kept (not PEM,
 		// not a CA); clients are better served by the CA alone than by no
 		// update at all.
 		logger.Error(err, "Replacing unusable trust bundle content", "clusterTrustBundle", name)
-		bundle, err = sign.Bundle(c.now(), nil, ca.TrustBundle())
+		in.Published = nil
+		plan, err = sign.PlanBundle(in)
 	}
 	if err != nil {
-		return fmt.Errorf("building trust bundle: %w", err)
+		return nil, fmt.Errorf("building trust bundle: %w", err)
 	}
-	if bytes.Equal(bundle, []byte(cur.Spec.TrustBundle)) {
-		return nil
+	stateChanged, err := setAnchorState(cur, plan)
+	if err != nil {
+		return nil, err
 	}
-	cur.Spec.TrustBundle = string(bundle)
-	if _, err := ctbs.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("updating ClusterTrustBundle %s: %w", name, err)
+	if exists && !stateChanged && bytes.Equal(plan.PEM, []byte(cur.Spec.TrustBundle)) {
+		c.reportPlan(ctx, cur, in, plan)
+		return plan, nil
 	}
-	logger.Info("Published trust bundle", "clusterTrustBundle", name)
-	return nil
+	cur.Spec.TrustBundle = string(plan.PEM)
+	if exists {
+		cur, err = ctbs.Update(ctx, cur, metav1.UpdateOptions{})
+	} else {
+		cur, err = ctbs.Create(ctx, cur, metav1.CreateOptions{})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("writing ClusterTrustBundle %s: %w", name, err)
+	}
+	logger.Info("Published trust bundle", "clusterTrustBundle", name, "signing", plan.Signing, "staged", plan.Staged, "retiring", plan.Retiring)
+	c.reportPlan(ctx, cur, in, plan)
+	return plan, nil
 }

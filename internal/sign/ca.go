@@ -76,6 +76,9 @@ type CA struct {
 	pems     PEMs
 	chainPEM []byte // tls.crt less the trust anchors, sent after each leaf
 	bundle   []byte // trust anchors, published to clients
+	// signingAnchors are the anchors of bundle that cert chains to: what
+	// every leaf signed now verifies against (see bundle.go).
+	signingAnchors []*x509.Certificate
 }
 
 // ParseCA parses and validates a CA as of now: tls.crt's first certificate
@@ -116,15 +119,17 @@ func ParseCA(p PEMs, now time.Time) (*CA, error) {
 	} else if !selfSigned(c) {
 		return nil, fmt.Errorf("%w: %s is required when %q is not a self-signed root", ErrUntrustedCA, SecretCAKey, c.Subject)
 	}
-	if err := verifyChain(c, certs[1:], anchors, now); err != nil {
+	chains, err := verifyChain(c, certs[1:], anchors, now)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUntrustedCA, err)
 	}
 	return &CA{
-		cert:     c,
-		key:      key,
-		pems:     p,
-		chainPEM: encodeCertificates(chain(certs, anchors)),
-		bundle:   encodeCertificates(anchors),
+		cert:           c,
+		key:            key,
+		pems:           p,
+		chainPEM:       encodeCertificates(chain(certs, anchors)),
+		bundle:         encodeCertificates(anchors),
+		signingAnchors: chainRoots(chains),
 	}, nil
 }
 
@@ -158,7 +163,7 @@ func selfSigned(c *x509.Certificate) bool {
 	return bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignatureFrom(c) == nil
 }
 
-func verifyChain(c *x509.Certificate, intermediates, anchors []*x509.Certificate, now time.Time) error {
+func verifyChain(c *x509.Certificate, intermediates, anchors []*x509.Certificate, now time.Time) ([][]*x509.Certificate, error) {
 	opts := x509.VerifyOptions{
 		Roots:         x509.NewCertPool(),
 		Intermediates: x509.NewCertPool(),
@@ -172,8 +177,7 @@ func verifyChain(c *x509.Certificate, intermediates, anchors []*x509.Certificate
 	for _, i := range intermediates {
 		opts.Intermediates.AddCert(i)
 	}
-	_, err := c.Verify(opts)
-	return err
+	return c.Verify(opts)
 }
 
 func encodeCertificates(certs []*x509.Certificate) []byte {
