@@ -48,20 +48,43 @@ func TestInitExitsWithReasonWhenDeniedOrFailed(t *testing.T) {
 	}
 }
 
-func TestInitTimesOutWithApproveHint(t *testing.T) {
+// The timeout says what a person can look at, and suggests approving only
+// for a kubernetes.io signer: for any other, an approver decides, and a
+// person approving would override its policy.
+func TestInitTimesOutWithAHintForWhoDecides(t *testing.T) {
 	env := testenv.Shared(t)
-	pod := env.NewPod(t, testenv.PodOptions{})
-	grantAgentRBAC(t, env, pod)
-	dir := t.TempDir()
-	// Nobody signs for this signer name.
-	code, stderr := runAgent(t, pod, dir, "SIGNER_NAME=csr-agent.io/nobody", "DNS_NAMES=x.example.com", "ISSUE_TIMEOUT=3s")
-	if code != exitTimeout {
-		t.Fatalf("exit %d, want %d: %s", code, exitTimeout, stderr)
+	for _, tc := range []struct {
+		name, signer  string
+		want, notWant []string
+	}{
+		{"kubernetes.io signer", "kubernetes.io/kube-apiserver-client", []string{"kubectl certificate approve "}, nil},
+		{"another signer", "csr-agent.io/nobody", []string{`"csr-agent.io/nobody" running`, "kubectl describe csr ", "type=Warning"}, []string{"certificate approve"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := env.NewPod(t, testenv.PodOptions{})
+			grantAgentRBAC(t, env, pod)
+			dir := t.TempDir()
+			// Nobody approves requests of these signers here.
+			code, stderr := runAgent(t, pod, dir, "SIGNER_NAME="+tc.signer, "USAGES=client", "COMMON_NAME=x", "ISSUE_TIMEOUT=3s")
+			if code != exitTimeout {
+				t.Fatalf("exit %d, want %d: %s", code, exitTimeout, stderr)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr does not say %q:\n%s", w, stderr)
+				}
+			}
+			for _, w := range tc.notWant {
+				if strings.Contains(stderr, w) {
+					t.Errorf("stderr says %q:\n%s", w, stderr)
+				}
+			}
+			if !strings.Contains(stderr, csrName(pod)) {
+				t.Errorf("stderr does not name the CSR %s:\n%s", csrName(pod), stderr)
+			}
+			assertNothingPublished(t, dir)
+		})
 	}
-	if want := "kubectl certificate approve " + csrName(pod); !strings.Contains(stderr, want) {
-		t.Errorf("stderr does not tell how to approve (%q):\n%s", want, stderr)
-	}
-	assertNothingPublished(t, dir)
 }
 
 func TestInitReportsCSRDeletedWhileWaiting(t *testing.T) {
