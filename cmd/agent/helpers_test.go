@@ -14,7 +14,6 @@ import (
 	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
@@ -182,14 +181,13 @@ func runAgent(t *testing.T, pod *testenv.Pod, certDir string, extra ...string) (
 	return code, r.stderr.String()
 }
 
-// grantAgentRBAC gives the pod's service account what the agent needs.
+// grantAgentRBAC binds the agent's ClusterRole as shipped in
+// manifests/agent-rbac to the pod's service account, with the admission
+// policies of manifests/admission in force: the tests prove that what ships
+// is enough.
 func grantAgentRBAC(t *testing.T, env *testenv.Env, pod *testenv.Pod) {
 	t.Helper()
-	env.Grant(t, pod,
-		rbacv1.PolicyRule{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"certificatesigningrequests"}, Verbs: []string{"create", "get", "watch", "delete"}},
-		rbacv1.PolicyRule{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"clustertrustbundles"}, Verbs: []string{"get", "list", "watch"}},
-		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods", "services"}, Verbs: []string{"get", "list"}},
-	)
+	env.GrantAgent(t, pod, testenv.AgentAccess{})
 }
 
 func csrName(pod *testenv.Pod) string { return issue.CSRName(pod.Namespace, pod.Name, pod.UID) }

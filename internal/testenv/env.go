@@ -69,6 +69,10 @@ type Env struct {
 	Dir string
 
 	cluster *localcluster.Cluster
+
+	// agentOnce installs the agent's shipped RBAC and admission policies.
+	agentOnce sync.Once
+	agentErr  error
 }
 
 var shared struct {
