@@ -43,7 +43,10 @@ var agentBinary = struct {
 func buildAgent(t *testing.T) string {
 	t.Helper()
 	agentBinary.once.Do(func() {
-		dir, err := os.MkdirTemp("", "csr-agent-bin-")
+		// Under the control plane's bin directory, where `make test`'s
+		// stray check looks for programs left running; removed by
+		// testenv.Main.
+		dir, err := testenv.BuildDir("agent-")
 		if err != nil {
 			agentBinary.err = err
 			return

@@ -96,6 +96,7 @@ func Main(m *testing.M) {
 		}
 	}
 	shared.mu.Unlock()
+	removeBuilds()
 	os.Exit(code)
 }
 
