@@ -24,9 +24,9 @@ import (
 // missing variable, and FromEnv reports every problem at once. Its fields are
 // named and typed after Agent's (a test holds this).
 type spec struct {
-	PodName           envVar[string]        `envconfig:"POD_NAME" mandatory:"true" form:"DNS-1123 subdomain; downward API fieldRef metadata.name" desc:"Name of this pod; part of the CSR name and labels."`
+	PodName           envVar[string]        `envconfig:"POD_NAME" mandatory:"true" form:"DNS-1123 subdomain; downward API fieldRef metadata.name" desc:"Name of this pod; in the CSR's labels."`
 	PodNamespace      envVar[string]        `envconfig:"POD_NAMESPACE" mandatory:"true" form:"DNS-1123 label; downward API fieldRef metadata.namespace" desc:"Namespace of this pod; part of every Service and pod DNS name."`
-	PodUID            envVar[string]        `envconfig:"POD_UID" form:"UUID; downward API fieldRef metadata.uid" desc:"UID of this pod, recorded on the CSR so a signer can tell this pod from a later one with the same name."`
+	PodUID            envVar[string]        `envconfig:"POD_UID" form:"UUID; downward API fieldRef metadata.uid" desc:"UID of this pod. The CSR is named csr-agent-<uid>, the one name the admission policy csr-agent-pod-requests lets a pod use for csr-agent.io/pod, and labelled with it. Unset: the CSR is named after namespace and pod, which that policy refuses for csr-agent.io/pod."`
 	PodIPs            envVar[[]net.IP]      `envconfig:"POD_IPS" form:"comma-separated IPv4/IPv6 addresses; downward API fieldRef status.podIPs" desc:"IPs of this pod, added to a serving certificate unless INCLUDE_POD_IPS=false. Wins over POD_IP when both are set."`
 	PodIP             envVar[net.IP]        `envconfig:"POD_IP" form:"IPv4 or IPv6 address; downward API fieldRef status.podIP" desc:"Primary IP of this pod; used as POD_IPS when POD_IPS is unset."`
 	CertDir           envVar[string]        `envconfig:"CERT_DIR" default:"/var/run/csr-agent" form:"absolute path" desc:"Directory (the shared emptyDir) the key and certificate are written to."`
