@@ -274,6 +274,31 @@ func TestPodRequestsPolicyNeverBlocksKubeletsCleanerOrAdministrators(t *testing.
 	if err := admins.csrs.Delete(t.Context(), name, metav1.DeleteOptions{}); err != nil {
 		t.Errorf("an administrator cannot delete a pod's request: %v", err)
 	}
+
+	// The controller, with its shipped RBAC, approves a pod's request that
+	// carries extra names an administrator granted.
+	csr := podClient.create(newCSR(t, name, podSigner, nil))
+	csr.Annotations = map[string]string{extraNames: extraNamesSample}
+	csr, err := admins.csrs.Update(t.Context(), csr, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatalf("an administrator cannot grant extra names: %v", err)
+	}
+	// Pod Security keeps simulated pods out of csr-agent-system, so the
+	// token is not bound to a pod; approval updates are not matched anyway.
+	controllerCfg, err := clientcmd.BuildConfigFromFlags("", env.ServiceAccountKubeconfig(t, "csr-agent-system", "csr-agent-controller"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	controller, err := kubernetes.NewForConfig(controllerCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr.Status.Conditions = append(csr.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
+		Type: certificatesv1.CertificateApproved, Status: "True", Reason: "AutoApproved", Message: "test",
+	})
+	if _, err := controller.CertificatesV1().CertificateSigningRequests().UpdateApproval(t.Context(), csr.Name, csr, metav1.UpdateOptions{}); err != nil {
+		t.Errorf("the controller cannot approve a pod's request: %v", err)
+	}
 }
 
 // csr-agent-extra-names: the annotation that grants a pod more names is
