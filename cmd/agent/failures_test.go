@@ -10,6 +10,7 @@ import (
 	certificatesv1 "k8s.io/api/certificates/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/csr-agent/csr-agent/internal/issue"
 	"github.com/csr-agent/csr-agent/internal/testenv"
 )
 
@@ -85,6 +86,35 @@ func TestInitTimesOutWithAHintForWhoDecides(t *testing.T) {
 			assertNothingPublished(t, dir)
 		})
 	}
+}
+
+// Without POD_UID the agent cannot name its request after its pod, and the
+// shipped admission policy refuses a request for csr-agent.io/pod under any
+// other name: the agent fails at once and says what to set.
+func TestInitWithoutPodUIDIsRefusedAndSaysWhatToSet(t *testing.T) {
+	env := testenv.Shared(t)
+	pod := env.NewPod(t, testenv.PodOptions{})
+	grantAgentRBAC(t, env, pod)
+	dir := t.TempDir()
+	code, stderr := runAgent(t, pod, dir, "-POD_UID", "SIGNER_NAME=csr-agent.io/pod", "DNS_NAMES=x.example.com", "ISSUE_TIMEOUT=30s")
+	if code != exitError {
+		t.Fatalf("exit %d, want %d: %s", code, exitError, stderr)
+	}
+	for _, want := range []string{"csr-agent-pod-requests", "csr-agent-" + pod.UID, "POD_UID"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr does not say %q:\n%s", want, stderr)
+		}
+	}
+	list, err := env.Client.CertificatesV1().CertificateSigningRequests().List(t.Context(), metav1.ListOptions{
+		LabelSelector: issue.LabelPodNamespace + "=" + pod.Namespace + "," + issue.LabelPodName + "=" + pod.Name,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 0 {
+		t.Errorf("%d CSRs created", len(list.Items))
+	}
+	assertNothingPublished(t, dir)
 }
 
 func TestInitReportsCSRDeletedWhileWaiting(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -142,13 +143,20 @@ func startAgent(t *testing.T, pod *testenv.Pod, certDir string, extra ...string)
 	return startMode(t, "init", pod, certDir, extra...)
 }
 
-// startMode runs the agent in mode with the pod's downward-API environment.
+// startMode runs the agent in mode with the pod's downward-API environment
+// and extra KEY=value pairs; an extra "-KEY" unsets KEY.
 func startMode(t *testing.T, mode string, pod *testenv.Pod, certDir string, extra ...string) *agentRun {
 	t.Helper()
 	r := &agentRun{done: make(chan struct{})}
 	r.cmd = exec.Command(buildAgent(t), mode)
 	r.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "CERT_DIR=" + certDir, "LOG_FORMAT=text"}, pod.Env()...)
-	r.cmd.Env = append(r.cmd.Env, extra...)
+	for _, e := range extra {
+		if name, unset := strings.CutPrefix(e, "-"); unset {
+			r.cmd.Env = slices.DeleteFunc(r.cmd.Env, func(v string) bool { return strings.HasPrefix(v, name+"=") })
+			continue
+		}
+		r.cmd.Env = append(r.cmd.Env, e)
+	}
 	r.cmd.Stderr = &r.stderr
 	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)
