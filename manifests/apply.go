@@ -18,8 +18,10 @@ import (
 )
 
 // Apply applies files of this package (paths relative to manifests/) with
-// server-side apply, as `kubectl apply --server-side` would, owned by
-// fieldManager, and returns "Kind name" of each object. The files are
+// server-side apply, as `kubectl apply --server-side --force-conflicts`
+// would, owned by fieldManager, and returns "Kind name" of each object.
+// Conflicts are forced: what ships wins over what another manager applied
+// before (a test applying the same policy with kubectl, say). The files are
 // applied as written: the demo and the benchmarks run with the RBAC that
 // ships, not a copy of it.
 func Apply(ctx context.Context, cfg *rest.Config, fieldManager string, files ...string) ([]string, error) {
@@ -62,7 +64,7 @@ func Apply(ctx context.Context, cfg *rest.Config, fieldManager string, files ...
 			if ns := obj.GetNamespace(); ns != "" {
 				res = dyn.Resource(mapping.Resource).Namespace(ns)
 			}
-			if _, err := res.Apply(ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: fieldManager}); err != nil {
+			if _, err := res.Apply(ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: fieldManager, Force: true}); err != nil {
 				return nil, fmt.Errorf("applying %s %s from manifests/%s: %w", gvk.Kind, obj.GetName(), file, err)
 			}
 			applied = append(applied, gvk.Kind+" "+obj.GetName())

@@ -7,6 +7,10 @@
 //	components/own-ca/    a kustomize component: bring your own CA Secret
 //	agent-rbac/           the ClusterRoles a pod running the agent needs
 //	agent-rbac/example-binding/  binding them to one service account
+//	admission/            ValidatingAdmissionPolicies: a pod deletes only
+//	                      its own CSRs and creates one for csr-agent.io/pod
+//	                      only under its own name; only approvers set the
+//	                      csr-agent.io/extra-names annotation
 //	examples/             every example at once; each subdirectory alone:
 //	                      native sidecar, init + sidecar, StatefulSet,
 //	                      client certificate, Job, podCertificate volume
@@ -23,5 +27,5 @@ import "embed"
 // FS holds the manifests, with paths as in this directory, e.g.
 // "controller/rbac.yaml".
 //
-//go:embed kustomization.yaml controller components agent-rbac examples
+//go:embed kustomization.yaml controller components agent-rbac admission examples
 var FS embed.FS

@@ -1,10 +1,13 @@
 package manifests_test
 
 import (
+	"context"
 	"fmt"
+	"slices"
 	"testing"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/csr-agent/csr-agent/internal/testenv"
@@ -191,4 +194,60 @@ func TestControllerCanIssueOnlyForItsSignerAndReadOnlyItsCA(t *testing.T) {
 		{verb: "update", resource: "pods", namespace: "my-app", name: "any"},
 		{verb: "create", resource: "pods", subresource: "exec", namespace: "my-app", name: "any"},
 	})
+}
+
+// bindInNamespace binds a shipped ClusterRole to a service account of the
+// namespace, alone.
+func bindInNamespace(t *testing.T, env *testenv.Env, namespace, sa, role string) {
+	t.Helper()
+	rb := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "test-", Namespace: namespace},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: namespace, Name: sa}},
+	}
+	if _, err := env.Client.RbacV1().RoleBindings(namespace).Create(t.Context(), rb, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Each optional namespace role grants one need: csr-agent-namespace what
+// SERVICE_NAMES=auto reads, csr-agent-events the Events.
+func TestAgentNamespaceRolesGrantOnlyTheirOwnNeed(t *testing.T) {
+	env := testenv.Shared(t)
+	install(t, env)
+	const ns = "my-app"
+	bindInNamespace(t, env, ns, "auto-only", "csr-agent-namespace")
+	bindInNamespace(t, env, ns, "events-only", "csr-agent-events")
+	auto := []access{
+		{verb: "get", resource: "pods", namespace: ns, name: "my-app-0"},
+		{verb: "list", resource: "services", namespace: ns},
+	}
+	events := []access{{verb: "create", resource: "events", namespace: ns}}
+	never := []access{
+		{verb: "list", resource: "pods", namespace: ns}, {verb: "watch", resource: "pods", namespace: ns},
+		{verb: "get", resource: "services", namespace: ns, name: "web"}, {verb: "watch", resource: "services", namespace: ns},
+		{verb: "update", resource: "pods", namespace: ns, name: "my-app-0"},
+		{verb: "patch", resource: "events", namespace: ns, name: "any"},
+		{verb: "create", group: "events.k8s.io", resource: "events", namespace: ns},
+		{verb: "get", resource: "pods", namespace: "kube-system", name: "any"},
+		csrs("create"), csrs("delete"),
+	}
+	// The authorizer learns of new bindings from a watch.
+	for sa, a := range map[string]access{"auto-only": auto[0], "events-only": events[0]} {
+		eventually(t, "binding of "+sa, func(ctx context.Context) error {
+			sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+				User: "system:serviceaccount:" + ns + ":" + sa, Groups: []string{"system:serviceaccounts", "system:authenticated"},
+				ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: a.verb, Resource: a.resource, Namespace: a.namespace, Name: a.name},
+			}}
+			got, err := env.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
+			if err == nil && !got.Status.Allowed {
+				err = fmt.Errorf("%s not yet allowed to %s", sa, a)
+			}
+			return err
+		})
+	}
+	checkAccess(t, env, ns, "auto-only", true, auto)
+	checkAccess(t, env, ns, "auto-only", false, append(slices.Clone(never), events...))
+	checkAccess(t, env, ns, "events-only", true, events)
+	checkAccess(t, env, ns, "events-only", false, append(slices.Clone(never), auto...))
 }

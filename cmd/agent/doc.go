@@ -17,12 +17,19 @@
 // CertificateSigningRequest with the pod's own service-account token, so the
 // approver sees which pod asks (spec.username and, with a pod-bound token,
 // spec.extra), then waits on a watch of that one CSR until it is approved and
-// signed, bounded by ISSUE_TIMEOUT. While it waits it logs, every 30 seconds,
-// the `kubectl certificate approve <name>` a person could run.
+// signed, bounded by ISSUE_TIMEOUT. While it waits it says, in an Event on
+// the pod and every 30 seconds in its log, what a person can look at: for
+// csr-agent.io/pod the controller's readiness (kubectl -n csr-agent-system
+// get pods) and the pod's Warning Events, where the controller says why it
+// denies or waits; only for kubernetes.io/* signers, which wait for a
+// person, the `kubectl certificate approve <name>` to run.
 //
-// The CSR is named after the pod (csr-agent-<namespace>-<pod>-<hash of
-// namespace, name and UID>) and labelled csr-agent.io/pod-name,
-// csr-agent.io/pod-namespace and csr-agent.io/pod-uid. The key of a pending
+// The CSR is named after the pod's UID (csr-agent-<POD_UID>; without
+// POD_UID, csr-agent-<namespace>-<pod>-<hash>) and labelled
+// csr-agent.io/pod-name, csr-agent.io/pod-namespace and csr-agent.io/pod-uid.
+// The admission policy csr-agent-pod-requests (manifests/admission) lets a
+// pod create a request for csr-agent.io/pod only under that name, and
+// delete only the requests it created. The key of a pending
 // request is kept in CERT_DIR/.pending.key, so a container restarted while
 // waiting resumes its own request; a leftover CSR of that name whose key is
 // gone is deleted and requested again. Once the certificate is stored the
@@ -228,12 +235,13 @@
 //
 //	POD_NAME         required. Name of this pod; the CN of a client-only certificate when there is no DNS name
 //	POD_NAMESPACE    required. Namespace of this pod; part of every Service and pod DNS name
-//	POD_UID          optional. UID of this pod, recorded on the CSR so a signer can tell this pod from a later one with the same name
+//	POD_UID          optional. UID of this pod: the CSR is named csr-agent-<uid>, which csr-agent.io/pod requires (admission policy csr-agent-pod-requests)
 //	POD_IPS          optional. IPs of this pod, added to a serving certificate unless INCLUDE_POD_IPS=false. Wins over POD_IP when both are set
 //	POD_IP           optional. Primary IP of this pod; used as POD_IPS when POD_IPS is unset
 //	CERT_DIR         default /var/run/csr-agent. Directory (the shared emptyDir) the key and certificate are written to
 //	SIGNER_NAME      default csr-agent.io/pod. spec.signerName of the CSR
-//	SERVICE_NAMES    optional. Services whose DNS names the certificate carries: <svc>.<ns>.svc.<domain>, <svc>.<ns>.svc, <svc>.<ns>, <svc>. auto: every Service in the namespace whose selector matches this pod. Unset: none
+//	SERVICE_NAMES    optional. Services whose DNS names the certificate carries: <svc>.<ns>.svc.<domain>, <svc>.<ns>.svc. auto: every Service in the namespace whose selector matches this pod. Unset: none
+//	SHORT_SERVICE_NAMES default false. Also <svc>.<ns> and <svc>: risky (<svc> is the same in every namespace; Service google in namespace com is google.com); the controller grants them only with its own SHORT_SERVICE_NAMES=true
 //	CLUSTER_DOMAIN   default cluster.local. Cluster DNS domain
 //	POD_HOSTNAME     optional. spec.hostname of this pod (a StatefulSet pod's name); with POD_SUBDOMAIN adds <host>.<subdomain>.<ns>.svc.<domain>
 //	POD_SUBDOMAIN    optional. spec.subdomain of this pod (the headless Service name)
@@ -278,6 +286,6 @@
 //	2  invalid configuration or usage
 //	3  the request was denied: reason and message are printed
 //	4  the request failed: the signer could not sign it
-//	5  nobody approved and signed the request within ISSUE_TIMEOUT
+//	5  nobody approved and signed the request within ISSUE_TIMEOUT: what to look at is printed
 //	6  the request was deleted while the agent waited
 package main

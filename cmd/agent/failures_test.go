@@ -10,6 +10,7 @@ import (
 	certificatesv1 "k8s.io/api/certificates/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/csr-agent/csr-agent/internal/issue"
 	"github.com/csr-agent/csr-agent/internal/testenv"
 )
 
@@ -48,18 +49,70 @@ func TestInitExitsWithReasonWhenDeniedOrFailed(t *testing.T) {
 	}
 }
 
-func TestInitTimesOutWithApproveHint(t *testing.T) {
+// The timeout says what a person can look at, and suggests approving only
+// for a kubernetes.io signer: for any other, an approver decides, and a
+// person approving would override its policy.
+func TestInitTimesOutWithAHintForWhoDecides(t *testing.T) {
+	env := testenv.Shared(t)
+	for _, tc := range []struct {
+		name, signer  string
+		want, notWant []string
+	}{
+		{"kubernetes.io signer", "kubernetes.io/kube-apiserver-client", []string{"kubectl certificate approve "}, nil},
+		{"another signer", "csr-agent.io/nobody", []string{`"csr-agent.io/nobody" running`, "kubectl describe csr ", "type=Warning"}, []string{"certificate approve"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := env.NewPod(t, testenv.PodOptions{})
+			grantAgentRBAC(t, env, pod)
+			dir := t.TempDir()
+			// Nobody approves requests of these signers here.
+			code, stderr := runAgent(t, pod, dir, "SIGNER_NAME="+tc.signer, "USAGES=client", "COMMON_NAME=x", "ISSUE_TIMEOUT=3s")
+			if code != exitTimeout {
+				t.Fatalf("exit %d, want %d: %s", code, exitTimeout, stderr)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr does not say %q:\n%s", w, stderr)
+				}
+			}
+			for _, w := range tc.notWant {
+				if strings.Contains(stderr, w) {
+					t.Errorf("stderr says %q:\n%s", w, stderr)
+				}
+			}
+			if !strings.Contains(stderr, csrName(pod)) {
+				t.Errorf("stderr does not name the CSR %s:\n%s", csrName(pod), stderr)
+			}
+			assertNothingPublished(t, dir)
+		})
+	}
+}
+
+// Without POD_UID the agent cannot name its request after its pod, and the
+// shipped admission policy refuses a request for csr-agent.io/pod under any
+// other name: the agent fails at once and says what to set.
+func TestInitWithoutPodUIDIsRefusedAndSaysWhatToSet(t *testing.T) {
 	env := testenv.Shared(t)
 	pod := env.NewPod(t, testenv.PodOptions{})
 	grantAgentRBAC(t, env, pod)
 	dir := t.TempDir()
-	// Nobody signs for this signer name.
-	code, stderr := runAgent(t, pod, dir, "SIGNER_NAME=csr-agent.io/nobody", "DNS_NAMES=x.example.com", "ISSUE_TIMEOUT=3s")
-	if code != exitTimeout {
-		t.Fatalf("exit %d, want %d: %s", code, exitTimeout, stderr)
+	code, stderr := runAgent(t, pod, dir, "-POD_UID", "SIGNER_NAME=csr-agent.io/pod", "DNS_NAMES=x.example.com", "ISSUE_TIMEOUT=30s")
+	if code != exitError {
+		t.Fatalf("exit %d, want %d: %s", code, exitError, stderr)
 	}
-	if want := "kubectl certificate approve " + csrName(pod); !strings.Contains(stderr, want) {
-		t.Errorf("stderr does not tell how to approve (%q):\n%s", want, stderr)
+	for _, want := range []string{"csr-agent-pod-requests", "csr-agent-" + pod.UID, "POD_UID"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr does not say %q:\n%s", want, stderr)
+		}
+	}
+	list, err := env.Client.CertificatesV1().CertificateSigningRequests().List(t.Context(), metav1.ListOptions{
+		LabelSelector: issue.LabelPodNamespace + "=" + pod.Namespace + "," + issue.LabelPodName + "=" + pod.Name,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 0 {
+		t.Errorf("%d CSRs created", len(list.Items))
 	}
 	assertNothingPublished(t, dir)
 }

@@ -78,7 +78,7 @@ func TestInitPutsEveryDerivedNameInTheCertificate(t *testing.T) {
 		}
 	}
 	pod := env.NewPod(t, testenv.PodOptions{Namespace: ns, Labels: map[string]string{"app": "web"}, IPs: []string{"10.9.0.7", "fd00::7"}, Hostname: "web-0", Subdomain: "peers"})
-	grantAgentRBAC(t, env, pod)
+	env.GrantAgent(t, pod, testenv.AgentAccess{ServiceNamesAuto: true})
 	dir := t.TempDir()
 	code, stderr := runAgent(t, pod, dir, "SIGNER_NAME=csr-agent.io/names", "SERVICE_NAMES=auto",
 		"POD_HOSTNAME=web-0", "POD_SUBDOMAIN=peers", "DNS_NAMES=shop.example.com", "IP_ADDRESSES=192.0.2.10", "USAGES=server,client")
@@ -87,11 +87,17 @@ func TestInitPutsEveryDerivedNameInTheCertificate(t *testing.T) {
 	}
 	leaf := readCert(t, filepath.Join(dir, "tls.crt"))
 	for _, want := range []string{
-		"shop.example.com", "web", "web." + ns, "web." + ns + ".svc", "web." + ns + ".svc.cluster.local",
+		"shop.example.com", "web." + ns + ".svc", "web." + ns + ".svc.cluster.local",
 		"web-0.peers." + ns + ".svc.cluster.local", "10-9-0-7." + ns + ".pod.cluster.local",
 	} {
 		if !slices.Contains(leaf.DNSNames, want) {
 			t.Errorf("DNS name %s missing from %v", want, leaf.DNSNames)
+		}
+	}
+	// Not without SHORT_SERVICE_NAMES=true: names outside the cluster's.
+	for _, short := range []string{"web", "web." + ns} {
+		if slices.Contains(leaf.DNSNames, short) {
+			t.Errorf("short Service name %s in %v", short, leaf.DNSNames)
 		}
 	}
 	if slices.ContainsFunc(leaf.DNSNames, func(n string) bool { return strings.HasPrefix(n, "db") }) {

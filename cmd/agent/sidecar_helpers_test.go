@@ -22,7 +22,6 @@ import (
 	"testing"
 	"time"
 
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
@@ -160,11 +159,11 @@ func (r *agentRun) terminate(t *testing.T) (int, time.Duration) {
 	}
 }
 
-// grantEventsRBAC lets the pod's service account create Events in its
-// namespace.
+// grantEventsRBAC binds the shipped csr-agent-events ClusterRole to the
+// pod's service account in its namespace.
 func grantEventsRBAC(t *testing.T, env *testenv.Env, pod *testenv.Pod) {
 	t.Helper()
-	env.GrantInNamespace(t, pod, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create"}})
+	env.BindClusterRoleInNamespace(t, pod, testenv.AgentEventsRole)
 }
 
 // waitForEvents waits until the pod has Events with every reason.

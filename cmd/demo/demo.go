@@ -77,9 +77,10 @@ func run(ctx context.Context, opts options) (err error) {
 	td.add("control plane stopped", cluster.Stop)
 	u.info("API server %s, up in %s", cluster.Config.Host, time.Since(started).Round(100*time.Millisecond))
 
-	u.step("Installing the controller's RBAC and the agent's ClusterRoles, as shipped in manifests/")
+	u.step("Installing the controller's RBAC, the agent's ClusterRoles and the admission policies, as shipped in manifests/")
 	applied, err := manifests.Apply(ctx, cluster.Config, fieldManager,
-		"controller/namespace.yaml", "controller/serviceaccount.yaml", "controller/rbac.yaml", "controller/flowschema.yaml", "agent-rbac/clusterroles.yaml")
+		"controller/namespace.yaml", "controller/serviceaccount.yaml", "controller/rbac.yaml", "controller/flowschema.yaml", "agent-rbac/clusterroles.yaml",
+		"admission/pod-requests.yaml", "admission/extra-names.yaml")
 	if err != nil {
 		return err
 	}
@@ -215,7 +216,7 @@ func createWorkload(ctx context.Context, u *ui, cluster *localcluster.Cluster) (
 	u.info("Service %s/%s: cluster IP %s, selects app=%s", namespace, appName, svc.Spec.ClusterIP, appName)
 	u.info("Pod %s/%s: UID %s, IP %s, service account %s (simulated: no kubelet runs; the Pod object is marked running)",
 		namespace, pod.Name, pod.UID, strings.Join(pod.IPs, ","), pod.ServiceAccount)
-	u.info("ClusterRoles csr-agent and csr-agent-namespace bound to %s/%s, as manifests/agent-rbac/example-binding does", namespace, appName)
+	u.info("ClusterRoles csr-agent, csr-agent-namespace and csr-agent-events bound to %s/%s, as manifests/agent-rbac/example-binding does", namespace, appName)
 	return pod, nil
 }
 

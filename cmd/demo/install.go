@@ -29,13 +29,16 @@ func bindAgent(ctx context.Context, client kubernetes.Interface, namespace, sa s
 	if _, err := client.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("binding ClusterRole csr-agent: %w", err)
 	}
-	rb := &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "csr-agent", Namespace: namespace},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "csr-agent-namespace"},
-		Subjects:   subjects,
-	}
-	if _, err := client.RbacV1().RoleBindings(namespace).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("binding ClusterRole csr-agent-namespace: %w", err)
+	// SERVICE_NAMES=auto, and Events on the pod.
+	for _, role := range []string{"csr-agent-namespace", "csr-agent-events"} {
+		rb := &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: role, Namespace: namespace},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
+			Subjects:   subjects,
+		}
+		if _, err := client.RbacV1().RoleBindings(namespace).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("binding ClusterRole %s: %w", role, err)
+		}
 	}
 	return nil
 }

@@ -137,7 +137,7 @@ func (e *env) install(ctx context.Context) error {
 		return fmt.Errorf("creating %s: %w", listCSRs.Name, err)
 	}
 	subjects := []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "system:serviceaccounts"}}
-	for _, role := range []string{"csr-agent", "csr-agent-namespace", listCSRs.Name} {
+	for _, role := range []string{"csr-agent", "csr-agent-namespace", "csr-agent-events", listCSRs.Name} {
 		crb := &rbacv1.ClusterRoleBinding{
 			ObjectMeta: metav1.ObjectMeta{Name: "bench:binding:" + role},
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},

@@ -168,7 +168,8 @@ func (a *Agent) request(ctx context.Context, id identity.Identity) (*issue.Resul
 		req.Labels[issue.LabelPodUID] = a.cfg.PodUID
 	}
 	a.events.Event(ctx, kube.EventNormal, "CertificateRequested", fmt.Sprintf(
-		"waiting for %s to approve and sign CSR %s (kubectl certificate approve %[2]s)", a.cfg.SignerName, req.Name))
+		"waiting for %s to approve and sign CSR %s (if it does not: %s)", a.cfg.SignerName, req.Name,
+		issue.Hint(a.cfg.SignerName, req.Name, a.cfg.PodNamespace, a.cfg.PodName)))
 	res, err := a.issuer.Issue(ctx, req)
 	if reqErr := (*issue.RequestError)(nil); errors.As(err, &reqErr) && errors.Is(err, issue.ErrDenied) {
 		a.events.Event(ctx, kube.EventWarning, "CertificateDenied", fmt.Sprintf("CSR %s was denied: %s: %s", reqErr.CSR, reqErr.Reason, reqErr.Message))

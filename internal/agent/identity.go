@@ -22,18 +22,19 @@ func (a *Agent) Identity(ctx context.Context) (identity.Identity, error) {
 		klog.FromContext(ctx).V(1).Info("Discovered Services selecting this pod", "services", services)
 	}
 	id, err := identity.Derive(identity.Input{
-		PodName:       a.cfg.PodName,
-		Namespace:     a.cfg.PodNamespace,
-		ClusterDomain: a.cfg.ClusterDomain,
-		ServiceNames:  services,
-		Hostname:      a.cfg.PodHostname,
-		Subdomain:     a.cfg.PodSubdomain,
-		DNSNames:      a.cfg.DNSNames,
-		IPs:           a.cfg.IPAddresses,
-		PodIPs:        a.cfg.PodIPs,
-		IncludePodIPs: a.cfg.IncludePodIPs,
-		Serving:       a.cfg.Usages.Server(),
-		CommonName:    a.cfg.CommonName,
+		PodName:           a.cfg.PodName,
+		Namespace:         a.cfg.PodNamespace,
+		ClusterDomain:     a.cfg.ClusterDomain,
+		ServiceNames:      services,
+		ShortServiceNames: a.cfg.ShortServiceNames,
+		Hostname:          a.cfg.PodHostname,
+		Subdomain:         a.cfg.PodSubdomain,
+		DNSNames:          a.cfg.DNSNames,
+		IPs:               a.cfg.IPAddresses,
+		PodIPs:            a.cfg.PodIPs,
+		IncludePodIPs:     a.cfg.IncludePodIPs,
+		Serving:           a.cfg.Usages.Server(),
+		CommonName:        a.cfg.CommonName,
 	})
 	if err != nil {
 		return identity.Identity{}, fmt.Errorf("deriving certificate names: %w", err)

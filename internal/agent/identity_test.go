@@ -30,14 +30,14 @@ func TestIdentityWithAutoNamesOnlyServicesSelectingThePod(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, svc := range []string{"web", "front"} {
-		for _, name := range []string{svc + ".shop.svc.cluster.local", svc + ".shop.svc", svc + ".shop", svc} {
+		for _, name := range []string{svc + ".shop.svc.cluster.local", svc + ".shop.svc"} {
 			if !slices.Contains(id.DNSNames, name) {
 				t.Errorf("DNS names %v lack %s", id.DNSNames, name)
 			}
 		}
 	}
 	for _, svc := range []string{"db", "back", "manual", "empty", "more"} {
-		if slices.Contains(id.DNSNames, svc) {
+		if slices.ContainsFunc(id.DNSNames, func(n string) bool { return strings.HasPrefix(n, svc+".") }) {
 			t.Errorf("DNS names %v include Service %s, which does not select the pod", id.DNSNames, svc)
 		}
 	}
@@ -47,18 +47,28 @@ func TestIdentityWithAutoNamesOnlyServicesSelectingThePod(t *testing.T) {
 }
 
 func TestIdentityWithListedServicesDoesNotReadTheAPI(t *testing.T) {
-	api := &fakeAPI{}
-	a := newTestAgent(t, api, nil)
-	id, err := a.Identity(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []string{"web.shop.svc.cluster.local", "web.shop.svc", "web.shop", "web"}
-	if !slices.Equal(id.DNSNames, want) {
-		t.Errorf("DNS names = %v, want %v", id.DNSNames, want)
-	}
-	if api.podCalls+api.serviceCalls != 0 {
-		t.Errorf("read the pod %d and the Services %d times, want never", api.podCalls, api.serviceCalls)
+	for _, tc := range []struct {
+		short bool
+		want  []string
+	}{
+		{false, []string{"web.shop.svc.cluster.local", "web.shop.svc"}},
+		// SHORT_SERVICE_NAMES=true asks for the forms outside the cluster's
+		// domain too.
+		{true, []string{"web.shop.svc.cluster.local", "web.shop.svc", "web.shop", "web"}},
+	} {
+		api := &fakeAPI{}
+		a := newTestAgent(t, api, nil)
+		a.cfg.ShortServiceNames = tc.short
+		id, err := a.Identity(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(id.DNSNames, tc.want) {
+			t.Errorf("SHORT_SERVICE_NAMES=%t: DNS names = %v, want %v", tc.short, id.DNSNames, tc.want)
+		}
+		if api.podCalls+api.serviceCalls != 0 {
+			t.Errorf("read the pod %d and the Services %d times, want never", api.podCalls, api.serviceCalls)
+		}
 	}
 }
 

@@ -40,32 +40,33 @@ func (p *Problem) Is(target error) bool { return target == ErrInvalid }
 // in the struct tags of spec, which FromEnv hands to envconfig.Process; a test
 // keeps the two structs field for field alike.
 type Agent struct {
-	PodName       string        // POD_NAME
-	PodNamespace  string        // POD_NAMESPACE
-	PodUID        string        // POD_UID
-	PodIPs        []net.IP      // POD_IPS, else POD_IP
-	PodIP         net.IP        // POD_IP
-	CertDir       string        // CERT_DIR
-	SignerName    string        // SIGNER_NAME
-	ServiceNames  Services      // SERVICE_NAMES
-	ClusterDomain string        // CLUSTER_DOMAIN
-	PodHostname   string        // POD_HOSTNAME
-	PodSubdomain  string        // POD_SUBDOMAIN
-	DNSNames      []string      // DNS_NAMES
-	IPAddresses   []net.IP      // IP_ADDRESSES
-	IncludePodIPs bool          // INCLUDE_POD_IPS
-	CommonName    string        // COMMON_NAME
-	Usages        Usages        // USAGES
-	KeyType       KeyType       // KEY_TYPE
-	CertDuration  time.Duration // CERT_DURATION
-	IssueTimeout  time.Duration // ISSUE_TIMEOUT
-	KeyFileMode   fs.FileMode   // KEY_FILE_MODE
-	CertFileMode  fs.FileMode   // CERT_FILE_MODE
-	DeleteCSR     bool          // DELETE_CSR
-	LogFormat     LogFormat     // LOG_FORMAT
-	LogLevel      LogLevel      // LOG_LEVEL
-	CAFile        string        // CA_FILE
-	Kubeconfig    string        // KUBECONFIG
+	PodName           string        // POD_NAME
+	PodNamespace      string        // POD_NAMESPACE
+	PodUID            string        // POD_UID
+	PodIPs            []net.IP      // POD_IPS, else POD_IP
+	PodIP             net.IP        // POD_IP
+	CertDir           string        // CERT_DIR
+	SignerName        string        // SIGNER_NAME
+	ServiceNames      Services      // SERVICE_NAMES
+	ShortServiceNames bool          // SHORT_SERVICE_NAMES
+	ClusterDomain     string        // CLUSTER_DOMAIN
+	PodHostname       string        // POD_HOSTNAME
+	PodSubdomain      string        // POD_SUBDOMAIN
+	DNSNames          []string      // DNS_NAMES
+	IPAddresses       []net.IP      // IP_ADDRESSES
+	IncludePodIPs     bool          // INCLUDE_POD_IPS
+	CommonName        string        // COMMON_NAME
+	Usages            Usages        // USAGES
+	KeyType           KeyType       // KEY_TYPE
+	CertDuration      time.Duration // CERT_DURATION
+	IssueTimeout      time.Duration // ISSUE_TIMEOUT
+	KeyFileMode       fs.FileMode   // KEY_FILE_MODE
+	CertFileMode      fs.FileMode   // CERT_FILE_MODE
+	DeleteCSR         bool          // DELETE_CSR
+	LogFormat         LogFormat     // LOG_FORMAT
+	LogLevel          LogLevel      // LOG_LEVEL
+	CAFile            string        // CA_FILE
+	Kubeconfig        string        // KUBECONFIG
 
 	RenewBefore          time.Duration // RENEW_BEFORE; 0: jittered 70–90% of the lifetime
 	NewKeyOnRenewal      bool          // NEW_KEY_ON_RENEWAL

@@ -10,9 +10,10 @@
 //   - Pod facts from the downward API: POD_NAME and POD_NAMESPACE (required),
 //     POD_UID, POD_IPS, and POD_IP, which is used only when POD_IPS is unset.
 //   - What the certificate names: SERVICE_NAMES (names, or auto to discover
-//     the Services selecting this pod), CLUSTER_DOMAIN, POD_HOSTNAME with
-//     POD_SUBDOMAIN (both or neither), DNS_NAMES, IP_ADDRESSES,
-//     INCLUDE_POD_IPS, COMMON_NAME. The names themselves are derived by
+//     the Services selecting this pod), SHORT_SERVICE_NAMES (also <svc>.<ns>
+//     and <svc>, off by default: they are not the cluster's names),
+//     CLUSTER_DOMAIN, POD_HOSTNAME with POD_SUBDOMAIN (both or neither),
+//     DNS_NAMES, IP_ADDRESSES, INCLUDE_POD_IPS, COMMON_NAME. The names themselves are derived by
 //     package identity.
 //   - The request: SIGNER_NAME, USAGES, KEY_TYPE, CERT_DURATION,
 //     ISSUE_TIMEOUT, DELETE_CSR.

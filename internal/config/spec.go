@@ -24,32 +24,33 @@ import (
 // missing variable, and FromEnv reports every problem at once. Its fields are
 // named and typed after Agent's (a test holds this).
 type spec struct {
-	PodName       envVar[string]        `envconfig:"POD_NAME" mandatory:"true" form:"DNS-1123 subdomain; downward API fieldRef metadata.name" desc:"Name of this pod; part of the CSR name and labels."`
-	PodNamespace  envVar[string]        `envconfig:"POD_NAMESPACE" mandatory:"true" form:"DNS-1123 label; downward API fieldRef metadata.namespace" desc:"Namespace of this pod; part of every Service and pod DNS name."`
-	PodUID        envVar[string]        `envconfig:"POD_UID" form:"UUID; downward API fieldRef metadata.uid" desc:"UID of this pod, recorded on the CSR so a signer can tell this pod from a later one with the same name."`
-	PodIPs        envVar[[]net.IP]      `envconfig:"POD_IPS" form:"comma-separated IPv4/IPv6 addresses; downward API fieldRef status.podIPs" desc:"IPs of this pod, added to a serving certificate unless INCLUDE_POD_IPS=false. Wins over POD_IP when both are set."`
-	PodIP         envVar[net.IP]        `envconfig:"POD_IP" form:"IPv4 or IPv6 address; downward API fieldRef status.podIP" desc:"Primary IP of this pod; used as POD_IPS when POD_IPS is unset."`
-	CertDir       envVar[string]        `envconfig:"CERT_DIR" default:"/var/run/csr-agent" form:"absolute path" desc:"Directory (the shared emptyDir) the key and certificate are written to."`
-	SignerName    envVar[string]        `envconfig:"SIGNER_NAME" default:"csr-agent.io/pod" form:"signer name domain/path, e.g. example.com/pod" desc:"spec.signerName of the CSR."`
-	ServiceNames  envVar[Services]      `envconfig:"SERVICE_NAMES" form:"comma-separated Service names (DNS-1035 labels), or auto" desc:"Services whose DNS names the certificate carries: <svc>.<ns>.svc.<domain>, <svc>.<ns>.svc, <svc>.<ns>, <svc>. auto: every Service in the namespace whose selector matches this pod. Unset: none."`
-	ClusterDomain envVar[string]        `envconfig:"CLUSTER_DOMAIN" default:"cluster.local" form:"DNS-1123 subdomain" desc:"Cluster DNS domain."`
-	PodHostname   envVar[string]        `envconfig:"POD_HOSTNAME" form:"DNS-1123 label; set with POD_SUBDOMAIN" desc:"spec.hostname of this pod (a StatefulSet pod's name); with POD_SUBDOMAIN adds <host>.<subdomain>.<ns>.svc.<domain>."`
-	PodSubdomain  envVar[string]        `envconfig:"POD_SUBDOMAIN" form:"DNS-1123 label; set with POD_HOSTNAME" desc:"spec.subdomain of this pod (the headless Service name)."`
-	DNSNames      envVar[[]string]      `envconfig:"DNS_NAMES" empty:"unset" form:"comma-separated DNS-1123 subdomains, no wildcards" desc:"Extra DNS names, listed before the derived ones; the first is the default CN."`
-	IPAddresses   envVar[[]net.IP]      `envconfig:"IP_ADDRESSES" empty:"unset" form:"comma-separated IPv4/IPv6 addresses" desc:"Extra IP addresses, listed before the pod IPs."`
-	IncludePodIPs envVar[bool]          `envconfig:"INCLUDE_POD_IPS" default:"true" form:"true or false" desc:"Add the pod IPs, and <a-b-c-d>.<ns>.pod.<domain> for each IPv4 one, to a serving certificate."`
-	CommonName    envVar[string]        `envconfig:"COMMON_NAME" form:"1 to 64 characters, no wildcard" desc:"Subject CN. Unset: the first DNS name of at most 64 characters, else empty (the csr-agent controller allows only a CN that is one of the pod's DNS names). A client-only certificate with no DNS name needs it."`
-	Usages        envVar[Usages]        `envconfig:"USAGES" default:"server" form:"server, client, or server,client" desc:"Extended key usages requested."`
-	KeyType       envVar[KeyType]       `envconfig:"KEY_TYPE" default:"ecdsa-p256" form:"ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096 or ed25519" desc:"Private key algorithm; the key never leaves the pod."`
-	CertDuration  envVar[time.Duration] `envconfig:"CERT_DURATION" default:"24h" form:"Go duration, e.g. 24h, at least 10m" desc:"Requested lifetime, sent as spec.expirationSeconds; the signer may shorten it."`
-	IssueTimeout  envVar[time.Duration] `envconfig:"ISSUE_TIMEOUT" default:"5m" form:"Go duration, e.g. 5m, above 0" desc:"How long one CSR may wait to be approved and signed: init then fails, the sidecar retries later."`
-	KeyFileMode   envVar[fs.FileMode]   `envconfig:"KEY_FILE_MODE" default:"0600" form:"octal permissions, e.g. 0600 or 0640; owner-readable, group read at most, nothing for other" desc:"Permissions of the key file."`
-	CertFileMode  envVar[fs.FileMode]   `envconfig:"CERT_FILE_MODE" default:"0644" form:"octal permissions, e.g. 0644; owner-readable, no write for group/other" desc:"Permissions of the certificate and CA files."`
-	DeleteCSR     envVar[bool]          `envconfig:"DELETE_CSR" default:"true" form:"true or false" desc:"Delete the CSR once the certificate is stored."`
-	LogFormat     envVar[LogFormat]     `envconfig:"LOG_FORMAT" default:"json" form:"json or text" desc:"Log encoding."`
-	LogLevel      envVar[LogLevel]      `envconfig:"LOG_LEVEL" default:"info" form:"debug, info, warn or error" desc:"Minimum log level."`
-	CAFile        envVar[string]        `envconfig:"CA_FILE" empty:"unset" form:"absolute path" desc:"PEM file written as ca.crt (e.g. a mounted ConfigMap or clusterTrustBundle projection). Unset: the signer's ClusterTrustBundles, then the cert-manager CA annotation of the CSR."`
-	Kubeconfig    envVar[string]        `envconfig:"KUBECONFIG" empty:"unset" form:"path" desc:"kubeconfig file for running outside a pod. Unset: in-cluster config."`
+	PodName           envVar[string]        `envconfig:"POD_NAME" mandatory:"true" form:"DNS-1123 subdomain; downward API fieldRef metadata.name" desc:"Name of this pod; in the CSR's labels."`
+	PodNamespace      envVar[string]        `envconfig:"POD_NAMESPACE" mandatory:"true" form:"DNS-1123 label; downward API fieldRef metadata.namespace" desc:"Namespace of this pod; part of every Service and pod DNS name."`
+	PodUID            envVar[string]        `envconfig:"POD_UID" form:"UUID; downward API fieldRef metadata.uid" desc:"UID of this pod. The CSR is named csr-agent-<uid>, the one name the admission policy csr-agent-pod-requests lets a pod use for csr-agent.io/pod, and labelled with it. Unset: the CSR is named after namespace and pod, which that policy refuses for csr-agent.io/pod."`
+	PodIPs            envVar[[]net.IP]      `envconfig:"POD_IPS" form:"comma-separated IPv4/IPv6 addresses; downward API fieldRef status.podIPs" desc:"IPs of this pod, added to a serving certificate unless INCLUDE_POD_IPS=false. Wins over POD_IP when both are set."`
+	PodIP             envVar[net.IP]        `envconfig:"POD_IP" form:"IPv4 or IPv6 address; downward API fieldRef status.podIP" desc:"Primary IP of this pod; used as POD_IPS when POD_IPS is unset."`
+	CertDir           envVar[string]        `envconfig:"CERT_DIR" default:"/var/run/csr-agent" form:"absolute path" desc:"Directory (the shared emptyDir) the key and certificate are written to."`
+	SignerName        envVar[string]        `envconfig:"SIGNER_NAME" default:"csr-agent.io/pod" form:"signer name domain/path, e.g. example.com/pod" desc:"spec.signerName of the CSR."`
+	ServiceNames      envVar[Services]      `envconfig:"SERVICE_NAMES" form:"comma-separated Service names (DNS-1035 labels), or auto" desc:"Services whose DNS names the certificate carries: <svc>.<ns>.svc.<domain> and <svc>.<ns>.svc (see SHORT_SERVICE_NAMES). auto: every Service in the namespace whose selector matches this pod. Unset: none."`
+	ShortServiceNames envVar[bool]          `envconfig:"SHORT_SERVICE_NAMES" default:"false" form:"true or false" desc:"Also ask for <svc>.<ns> and <svc> for each Service. Risky: <svc> is the same name in every namespace, and <svc>.<ns> leaves the cluster when a namespace is named like a top-level domain (Service google in namespace com is google.com). The csr-agent controller grants them only when its own SHORT_SERVICE_NAMES is true; otherwise the request is denied."`
+	ClusterDomain     envVar[string]        `envconfig:"CLUSTER_DOMAIN" default:"cluster.local" form:"DNS-1123 subdomain" desc:"Cluster DNS domain."`
+	PodHostname       envVar[string]        `envconfig:"POD_HOSTNAME" form:"DNS-1123 label; set with POD_SUBDOMAIN" desc:"spec.hostname of this pod (a StatefulSet pod's name); with POD_SUBDOMAIN adds <host>.<subdomain>.<ns>.svc.<domain>."`
+	PodSubdomain      envVar[string]        `envconfig:"POD_SUBDOMAIN" form:"DNS-1123 label; set with POD_HOSTNAME" desc:"spec.subdomain of this pod (the headless Service name)."`
+	DNSNames          envVar[[]string]      `envconfig:"DNS_NAMES" empty:"unset" form:"comma-separated DNS-1123 subdomains, no wildcards" desc:"Extra DNS names, listed before the derived ones; the first is the default CN."`
+	IPAddresses       envVar[[]net.IP]      `envconfig:"IP_ADDRESSES" empty:"unset" form:"comma-separated IPv4/IPv6 addresses" desc:"Extra IP addresses, listed before the pod IPs."`
+	IncludePodIPs     envVar[bool]          `envconfig:"INCLUDE_POD_IPS" default:"true" form:"true or false" desc:"Add the pod IPs, and <a-b-c-d>.<ns>.pod.<domain> for each IPv4 one, to a serving certificate."`
+	CommonName        envVar[string]        `envconfig:"COMMON_NAME" form:"1 to 64 characters, no wildcard" desc:"Subject CN. Unset: the first DNS name of at most 64 characters, else empty (the csr-agent controller allows only a CN that is one of the pod's DNS names). A client-only certificate with no DNS name needs it."`
+	Usages            envVar[Usages]        `envconfig:"USAGES" default:"server" form:"server, client, or server,client" desc:"Extended key usages requested."`
+	KeyType           envVar[KeyType]       `envconfig:"KEY_TYPE" default:"ecdsa-p256" form:"ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096 or ed25519" desc:"Private key algorithm; the key never leaves the pod."`
+	CertDuration      envVar[time.Duration] `envconfig:"CERT_DURATION" default:"24h" form:"Go duration, e.g. 24h, at least 10m" desc:"Requested lifetime, sent as spec.expirationSeconds; the signer may shorten it."`
+	IssueTimeout      envVar[time.Duration] `envconfig:"ISSUE_TIMEOUT" default:"5m" form:"Go duration, e.g. 5m, above 0" desc:"How long one CSR may wait to be approved and signed: init then fails, the sidecar retries later."`
+	KeyFileMode       envVar[fs.FileMode]   `envconfig:"KEY_FILE_MODE" default:"0600" form:"octal permissions, e.g. 0600 or 0640; owner-readable, group read at most, nothing for other" desc:"Permissions of the key file."`
+	CertFileMode      envVar[fs.FileMode]   `envconfig:"CERT_FILE_MODE" default:"0644" form:"octal permissions, e.g. 0644; owner-readable, no write for group/other" desc:"Permissions of the certificate and CA files."`
+	DeleteCSR         envVar[bool]          `envconfig:"DELETE_CSR" default:"true" form:"true or false" desc:"Delete the CSR once the certificate is stored."`
+	LogFormat         envVar[LogFormat]     `envconfig:"LOG_FORMAT" default:"json" form:"json or text" desc:"Log encoding."`
+	LogLevel          envVar[LogLevel]      `envconfig:"LOG_LEVEL" default:"info" form:"debug, info, warn or error" desc:"Minimum log level."`
+	CAFile            envVar[string]        `envconfig:"CA_FILE" empty:"unset" form:"absolute path" desc:"PEM file written as ca.crt (e.g. a mounted ConfigMap or clusterTrustBundle projection). Unset: the signer's ClusterTrustBundles, then the cert-manager CA annotation of the CSR."`
+	Kubeconfig        envVar[string]        `envconfig:"KUBECONFIG" empty:"unset" form:"path" desc:"kubeconfig file for running outside a pod. Unset: in-cluster config."`
 
 	// Renewal, keystore, notification and HTTP variables (sidecar; the
 	// keystore also for init).
@@ -217,32 +218,33 @@ func emptyMsg(v Var) string {
 // parse leaves its field zero.
 func (s *spec) agent() *Agent {
 	a := &Agent{
-		PodName:       s.PodName.val,
-		PodNamespace:  s.PodNamespace.val,
-		PodUID:        s.PodUID.val,
-		PodIPs:        s.PodIPs.val,
-		PodIP:         s.PodIP.val,
-		CertDir:       s.CertDir.val,
-		SignerName:    s.SignerName.val,
-		ServiceNames:  s.ServiceNames.val,
-		ClusterDomain: s.ClusterDomain.val,
-		PodHostname:   s.PodHostname.val,
-		PodSubdomain:  s.PodSubdomain.val,
-		DNSNames:      s.DNSNames.val,
-		IPAddresses:   s.IPAddresses.val,
-		IncludePodIPs: s.IncludePodIPs.val,
-		CommonName:    s.CommonName.val,
-		Usages:        s.Usages.val,
-		KeyType:       s.KeyType.val,
-		CertDuration:  s.CertDuration.val,
-		IssueTimeout:  s.IssueTimeout.val,
-		KeyFileMode:   s.KeyFileMode.val,
-		CertFileMode:  s.CertFileMode.val,
-		DeleteCSR:     s.DeleteCSR.val,
-		LogFormat:     s.LogFormat.val,
-		LogLevel:      s.LogLevel.val,
-		CAFile:        s.CAFile.val,
-		Kubeconfig:    s.Kubeconfig.val,
+		PodName:           s.PodName.val,
+		PodNamespace:      s.PodNamespace.val,
+		PodUID:            s.PodUID.val,
+		PodIPs:            s.PodIPs.val,
+		PodIP:             s.PodIP.val,
+		CertDir:           s.CertDir.val,
+		SignerName:        s.SignerName.val,
+		ServiceNames:      s.ServiceNames.val,
+		ShortServiceNames: s.ShortServiceNames.val,
+		ClusterDomain:     s.ClusterDomain.val,
+		PodHostname:       s.PodHostname.val,
+		PodSubdomain:      s.PodSubdomain.val,
+		DNSNames:          s.DNSNames.val,
+		IPAddresses:       s.IPAddresses.val,
+		IncludePodIPs:     s.IncludePodIPs.val,
+		CommonName:        s.CommonName.val,
+		Usages:            s.Usages.val,
+		KeyType:           s.KeyType.val,
+		CertDuration:      s.CertDuration.val,
+		IssueTimeout:      s.IssueTimeout.val,
+		KeyFileMode:       s.KeyFileMode.val,
+		CertFileMode:      s.CertFileMode.val,
+		DeleteCSR:         s.DeleteCSR.val,
+		LogFormat:         s.LogFormat.val,
+		LogLevel:          s.LogLevel.val,
+		CAFile:            s.CAFile.val,
+		Kubeconfig:        s.Kubeconfig.val,
 
 		RenewBefore:          s.RenewBefore.val,
 		NewKeyOnRenewal:      s.NewKeyOnRenewal.val,

@@ -44,6 +44,7 @@ func TestRejectsBadValues(t *testing.T) {
 		{"DNS_NAMES empty item", map[string]string{"DNS_NAMES": "a.example.com,,b.example.com"}, "DNS_NAMES", "has an empty item"},
 		{"IP_ADDRESSES unspecified", map[string]string{"IP_ADDRESSES": "::"}, "IP_ADDRESSES", ":: is the unspecified address"},
 		{"IP_ADDRESSES not an IP", map[string]string{"IP_ADDRESSES": "1.2.3"}, "IP_ADDRESSES", `"1.2.3" is not an IP address`},
+		{"SHORT_SERVICE_NAMES not a bool", map[string]string{"SHORT_SERVICE_NAMES": "yes"}, "SHORT_SERVICE_NAMES", `"yes" is not a boolean`},
 		{"INCLUDE_POD_IPS not a bool", map[string]string{"INCLUDE_POD_IPS": "maybe"}, "INCLUDE_POD_IPS", `"maybe" is not a boolean`},
 		{"COMMON_NAME too long", map[string]string{"COMMON_NAME": strings.Repeat("a", 65)}, "COMMON_NAME", "is longer than 64 characters"},
 		{"COMMON_NAME wildcard", map[string]string{"COMMON_NAME": "*.example.com"}, "COMMON_NAME", "is a wildcard"},

@@ -6,9 +6,13 @@
 // The names, in order, de-duplicated:
 //
 //  1. the extra DNS names (DNS_NAMES), as given;
-//  2. for each Service, most qualified first: <svc>.<ns>.svc.<domain>,
-//     <svc>.<ns>.svc, <svc>.<ns>, <svc>: every form a resolver with the
-//     cluster's search path turns into the Service's record;
+//  2. for each Service, most qualified first: <svc>.<ns>.svc.<domain> and
+//     <svc>.<ns>.svc; with ShortServiceNames also <svc>.<ns> and <svc>,
+//     the forms a resolver with the cluster's search path completes, which
+//     are off by default because they are not the cluster's to give: <svc>
+//     is the same name in every namespace, and <svc>.<ns> is a name outside
+//     the cluster when the namespace is a top-level domain (a Service
+//     "google" in a namespace "com");
 //  3. the headless name <host>.<subdomain>.<ns>.svc.<domain>, when the pod
 //     sets spec.hostname and spec.subdomain;
 //  4. for a serving certificate that includes pod IPs, <a-b-c-d>.<ns>.pod.<domain>
@@ -50,14 +54,16 @@ type Input struct {
 	Namespace     string   // the pod's namespace
 	ClusterDomain string   // e.g. cluster.local
 	ServiceNames  []string // Services selecting the pod, configured or discovered
-	Hostname      string   // spec.hostname; set with Subdomain or not at all
-	Subdomain     string   // spec.subdomain, the headless Service
-	DNSNames      []string // extra DNS names, listed first
-	IPs           []net.IP // extra IPs, listed first
-	PodIPs        []net.IP
-	IncludePodIPs bool   // add PodIPs (and their pod DNS names) to a serving certificate
-	Serving       bool   // the certificate is for server auth
-	CommonName    string // "" for the default
+	// ShortServiceNames adds <svc>.<ns> and <svc> for each Service.
+	ShortServiceNames bool
+	Hostname          string   // spec.hostname; set with Subdomain or not at all
+	Subdomain         string   // spec.subdomain, the headless Service
+	DNSNames          []string // extra DNS names, listed first
+	IPs               []net.IP // extra IPs, listed first
+	PodIPs            []net.IP
+	IncludePodIPs     bool   // add PodIPs (and their pod DNS names) to a serving certificate
+	Serving           bool   // the certificate is for server auth
+	CommonName        string // "" for the default
 }
 
 // Identity is what the certificate request carries.
@@ -95,8 +101,10 @@ func Derive(in Input) (Identity, error) {
 	for _, svc := range in.ServiceNames {
 		addName(svc + "." + svcSuffix)
 		addName(svc + "." + in.Namespace + ".svc")
-		addName(svc + "." + in.Namespace)
-		addName(svc)
+		if in.ShortServiceNames {
+			addName(svc + "." + in.Namespace)
+			addName(svc)
+		}
 	}
 	if in.Hostname != "" {
 		addName(in.Hostname + "." + in.Subdomain + "." + svcSuffix)

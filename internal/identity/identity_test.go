@@ -44,11 +44,29 @@ func TestDerive(t *testing.T) {
 			ips:    "10.1.2.3 fd00::3",
 		},
 		{
-			name:   "services, most qualified first",
+			name:   "services, most qualified first, only the cluster's forms by default",
 			modify: func(in *Input) { in.ServiceNames = []string{"web", "api"}; in.IncludePodIPs = false },
 			cn:     "web.shop.svc.cluster.local",
+			dns:    "web.shop.svc.cluster.local web.shop.svc api.shop.svc.cluster.local api.shop.svc",
+		},
+		{
+			name: "short service names only when asked for",
+			modify: func(in *Input) {
+				in.ServiceNames = []string{"web", "api"}
+				in.ShortServiceNames = true
+				in.IncludePodIPs = false
+			},
+			cn: "web.shop.svc.cluster.local",
 			dns: "web.shop.svc.cluster.local web.shop.svc web.shop web " +
 				"api.shop.svc.cluster.local api.shop.svc api.shop api",
+		},
+		{
+			// A namespace named like a top-level domain must not turn a
+			// Service into a public name.
+			name:   "a namespace named com gives no google.com by default",
+			modify: func(in *Input) { in.Namespace = "com"; in.ServiceNames = []string{"google"}; in.IncludePodIPs = false },
+			cn:     "google.com.svc.cluster.local",
+			dns:    "google.com.svc.cluster.local google.com.svc",
 		},
 		{
 			name: "extra names first, then services, headless, pod DNS",
@@ -60,7 +78,7 @@ func TestDerive(t *testing.T) {
 				in.ClusterDomain = "example.local"
 			},
 			cn: "shop.example.com",
-			dns: "shop.example.com web.shop.svc.example.local web.shop.svc web.shop web " +
+			dns: "shop.example.com web.shop.svc.example.local web.shop.svc " +
 				"web-0.web-headless.shop.svc.example.local 10-1-2-3.shop.pod.example.local",
 			ips: "192.0.2.1 10.1.2.3 fd00::3",
 		},
@@ -73,7 +91,7 @@ func TestDerive(t *testing.T) {
 				in.IncludePodIPs = true
 			},
 			cn: "web.shop.svc",
-			dns: "web.shop.svc a.example.com web.shop.svc.cluster.local web.shop web " +
+			dns: "web.shop.svc a.example.com web.shop.svc.cluster.local " +
 				"10-1-2-3.shop.pod.cluster.local",
 			ips: "10.1.2.3 192.0.2.1 fd00::3",
 		},
@@ -98,7 +116,7 @@ func TestDerive(t *testing.T) {
 			name:   "client certificates carry configured names",
 			modify: func(in *Input) { in.Serving = false; in.ServiceNames = []string{"web"} },
 			cn:     "web.shop.svc.cluster.local",
-			dns:    "web.shop.svc.cluster.local web.shop.svc web.shop web",
+			dns:    "web.shop.svc.cluster.local web.shop.svc",
 		},
 		{
 			name:   "common name given",
@@ -115,8 +133,7 @@ func TestDerive(t *testing.T) {
 			},
 			cn: "a-service-name-long-enough.a-namespace-name-long-enough.svc",
 			dns: "a-service-name-long-enough.a-namespace-name-long-enough.svc.cluster.local " +
-				"a-service-name-long-enough.a-namespace-name-long-enough.svc " +
-				"a-service-name-long-enough.a-namespace-name-long-enough a-service-name-long-enough",
+				"a-service-name-long-enough.a-namespace-name-long-enough.svc",
 		},
 		{
 			name:   "no common name rather than a truncated one",

@@ -29,6 +29,9 @@ type RequestError struct {
 	Signer  string
 	Reason  string // the condition's machine reason, if any
 	Message string // the condition's human message, if any
+	// Hint is what a person can look at about a request that timed out;
+	// default: Hint with no pod.
+	Hint string
 }
 
 func (e *RequestError) Error() string {
@@ -40,7 +43,11 @@ func (e *RequestError) Error() string {
 	case errors.Is(e.Err, ErrTimeout) && e.Reason == ReasonWatchRefused:
 		msg += " (the API server did not let the agent watch its request: does its role grant watch on certificatesigningrequests?)"
 	case errors.Is(e.Err, ErrTimeout):
-		msg += fmt.Sprintf(" (is an approver and a signer for %q running? a person can approve with: kubectl certificate approve %s)", e.Signer, e.CSR)
+		hint := e.Hint
+		if hint == "" {
+			hint = Hint(e.Signer, e.CSR, "", "")
+		}
+		msg += " (" + hint + ")"
 	case errors.Is(e.Err, ErrDenied):
 		msg += " (see `kubectl describe csr " + e.CSR + "` and the events of this pod)"
 	}

@@ -16,9 +16,22 @@ func TestRequestErrorTellsWhatHappenedAndWhatToDo(t *testing.T) {
 		notWant []string
 	}{
 		{
-			name: "timeout names the approve command and the signer",
-			err:  &RequestError{Err: ErrTimeout, CSR: csr, Signer: signer},
-			want: []string{ErrTimeout.Error(), "csr " + csr, `"` + signer + `"`, "kubectl certificate approve " + csr},
+			name:    "timeout of another signer names the signer, not the approve command",
+			err:     &RequestError{Err: ErrTimeout, CSR: csr, Signer: signer},
+			want:    []string{ErrTimeout.Error(), "csr " + csr, `"` + signer + `"`, "kubectl describe csr " + csr},
+			notWant: []string{"kubectl certificate approve"},
+		},
+		{
+			name: "timeout of a kubernetes.io signer names the approve command",
+			err:  &RequestError{Err: ErrTimeout, CSR: csr, Signer: "kubernetes.io/kube-apiserver-client"},
+			want: []string{ErrTimeout.Error(), "kubectl certificate approve " + csr},
+		},
+		{
+			name: "timeout of csr-agent.io/pod points at the controller and the pod's Warning Events",
+			err: &RequestError{Err: ErrTimeout, CSR: csr, Signer: PodSigner,
+				Hint: Hint(PodSigner, csr, "shop", "web-0")},
+			want:    []string{"kubectl -n csr-agent-system get pods", "kubectl -n shop get events --field-selector type=Warning,involvedObject.name=web-0"},
+			notWant: []string{"kubectl certificate approve"},
 		},
 		{
 			name:    "denied names reason and message",

@@ -189,9 +189,9 @@ func (f *fakeClient) WatchCSR(_ context.Context, name string, opts metav1.ListOp
 	w := watch.NewFakeWithChanSize(1, false)
 	f.mu.Lock()
 	f.watchedFrom = append(f.watchedFrom, opts.ResourceVersion)
-	if f.watchErr != nil {
+	if err := f.watchErr; err != nil {
 		f.mu.Unlock()
-		return nil, f.watchErr
+		return nil, err
 	}
 	from, _ := strconv.Atoi(opts.ResourceVersion)
 	if csr, ok := f.csrs[name]; ok && rv(csr) > from {

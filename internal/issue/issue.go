@@ -261,10 +261,32 @@ var (
 	dotRuns = regexp.MustCompile(`[.-]*\.[.-]*`)
 )
 
-// CSRName is the name of the CSR of one pod: readable (namespace and pod) and
-// unique (a hash of namespace, name and UID), and the same every time the
-// pod's container restarts, so a restarted agent finds its own request.
+// PodCSRNamePrefix starts the name of every pod's CSR: the name is the
+// prefix and the pod's UID, e.g. csr-agent-0f4e5b0c-1111-2222-3333-444455556666.
+const PodCSRNamePrefix = "csr-agent-"
+
+// podUIDPattern is a UID as the API server writes it: a lowercase UUID.
+var podUIDPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// CSRName is the name of the CSR of one pod, the same every time the pod's
+// container restarts, so that a restarted agent finds its own request.
+//
+// With the pod's UID it is PodCSRNamePrefix + UID: the admission policy
+// shipped with the agent's RBAC (manifests/admission) computes that name
+// from the pod-uid the API server records for a pod-bound token, and lets a
+// pod create a request for csr-agent.io/pod under that name only, and no
+// one else create a request under it, so that no pod can squat another
+// one's request. A hash of namespace and name would be readable but CEL
+// cannot compute it. People find a pod's request by its labels
+// (`kubectl get csr -l csr-agent.io/pod-name=web-0`).
+//
+// Without a UID (POD_UID unset) it is csr-agent-<namespace>-<pod>-<hash>,
+// which the admission policy refuses for a pod-bound request for
+// csr-agent.io/pod; other signers accept it.
 func CSRName(namespace, pod, uid string) string {
+	if podUIDPattern.MatchString(uid) {
+		return PodCSRNamePrefix + uid
+	}
 	sum := sha256.Sum256([]byte(namespace + "/" + pod + "/" + uid))
 	readable := unsafeNameChars.ReplaceAllString(strings.ToLower(namespace+"-"+pod), "-")
 	// Valid namespace and pod names pass unchanged; this only matters for
@@ -275,7 +297,7 @@ func CSRName(namespace, pod, uid string) string {
 	if len(readable) > 200 {
 		readable = readable[:200]
 	}
-	return "csr-agent-" + strings.Trim(readable, "-.") + "-" + hex.EncodeToString(sum[:5])
+	return PodCSRNamePrefix + strings.Trim(readable, "-.") + "-" + hex.EncodeToString(sum[:5])
 }
 
 func keyMatchesType(key crypto.Signer, kt config.KeyType) bool {

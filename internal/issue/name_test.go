@@ -7,25 +7,39 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
-func TestCSRNameIsStableReadableAndUniquePerPod(t *testing.T) {
-	a := CSRName("shop", "web-0", "uid-1")
-	if again := CSRName("shop", "web-0", "uid-1"); again != a {
+func TestCSRNameOfAPodWithAUIDIsThePrefixAndTheUID(t *testing.T) {
+	const uid = "0f4e5b0c-1111-2222-3333-444455556666"
+	// The admission policy in manifests/admission computes exactly this
+	// from the token's pod-uid: 'csr-agent-' + uid.
+	if got := CSRName("shop", "web-0", uid); got != "csr-agent-"+uid {
+		t.Errorf("CSRName = %q, want csr-agent-%s", got, uid)
+	}
+	if a, b := CSRName("shop", "web-0", uid), CSRName("other", "web-1", uid); a != b {
+		t.Errorf("the name depends on more than the UID: %q and %q", a, b)
+	}
+}
+
+func TestCSRNameWithoutAUIDIsStableReadableAndUniquePerPod(t *testing.T) {
+	a := CSRName("shop", "web-0", "")
+	if again := CSRName("shop", "web-0", ""); again != a {
 		t.Errorf("CSRName changed between calls: %q then %q", a, again)
 	}
 	if !strings.HasPrefix(a, "csr-agent-shop-web-0-") {
 		t.Errorf("CSRName = %q, want it to start with csr-agent-shop-web-0-", a)
 	}
 	for _, other := range [][3]string{
-		{"shop", "web-0", "uid-2"},  // the pod re-created under the same name
-		{"shop", "web-1", "uid-1"},  // another pod
-		{"shop-web", "0", "uid-1"},  // same readable part, other namespace/pod split
-		{"other", "web-0", "uid-1"}, // another namespace
-		{"shop", "web-0", ""},       // no UID
-		{"shop", "WEB-0", "uid-1"},  // readable parts collide after lower-casing
+		{"shop", "web-1", ""},      // another pod
+		{"shop-web", "0", ""},      // same readable part, other namespace/pod split
+		{"other", "web-0", ""},     // another namespace
+		{"shop", "WEB-0", ""},      // readable parts collide after lower-casing
+		{"shop", "web-0", "uid-1"}, // not a UID the API server writes
 	} {
 		if got := CSRName(other[0], other[1], other[2]); got == a {
-			t.Errorf("CSRName%q = CSRName(shop, web-0, uid-1) = %q", other, got)
+			t.Errorf("CSRName%q = CSRName(shop, web-0, \"\") = %q", other, got)
 		}
+	}
+	if podUIDPattern.MatchString(strings.TrimPrefix(a, PodCSRNamePrefix)) {
+		t.Errorf("CSRName = %q takes the form of a pod UID's name", a)
 	}
 }
 
@@ -68,6 +82,11 @@ func FuzzCSRName(f *testing.F) {
 		}
 		if !strings.HasPrefix(got, "csr-agent-") {
 			t.Fatalf("CSRName = %q, want prefix csr-agent-", got)
+		}
+		// Only a real UID gets the name the admission policy reserves for
+		// that pod.
+		if rest := strings.TrimPrefix(got, PodCSRNamePrefix); podUIDPattern.MatchString(rest) && rest != uid {
+			t.Fatalf("CSRName(%q, %q, %q) = %q, the reserved name of another pod", namespace, pod, uid, got)
 		}
 		if again := CSRName(namespace, pod, uid); again != got {
 			t.Fatalf("CSRName not deterministic: %q then %q", got, again)

@@ -155,7 +155,8 @@ func (w *waiter) result(ctx context.Context, issued *certificatesv1.CertificateS
 	}
 	if ctx.Err() != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			timeout := &RequestError{Err: ErrTimeout, CSR: w.csr.Name, Signer: w.csr.Spec.SignerName}
+			timeout := &RequestError{Err: ErrTimeout, CSR: w.csr.Name, Signer: w.csr.Spec.SignerName,
+				Hint: hintFor(w.csr.Spec.SignerName, w.csr.Name, w.csr.Labels)}
 			if w.watchErr != nil {
 				timeout.Reason, timeout.Message = ReasonWatchRefused, w.watchErr.Error()
 			}
@@ -179,7 +180,7 @@ func (f watchFunc) WatchWithContext(ctx context.Context, opts metav1.ListOptions
 }
 
 // remind logs, every ReminderInterval while the request waits, what it waits
-// for and the command a person could run.
+// for and what a person can look at (Hint).
 func (i *Issuer) remind(ctx context.Context, csr *certificatesv1.CertificateSigningRequest, approved *atomic.Bool) {
 	logger := klog.FromContext(ctx)
 	ticker := i.opts.Clock.NewTicker(i.opts.ReminderInterval)
@@ -192,7 +193,7 @@ func (i *Issuer) remind(ctx context.Context, csr *certificatesv1.CertificateSign
 			if approved.Load() {
 				logger.Info("Certificate request approved, waiting for the signer", "signer", csr.Spec.SignerName)
 			} else {
-				logger.Info("Certificate request pending approval", "approveWith", "kubectl certificate approve "+csr.Name)
+				logger.Info("Certificate request pending approval", "hint", hintFor(csr.Spec.SignerName, csr.Name, csr.Labels))
 			}
 		}
 	}

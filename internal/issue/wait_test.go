@@ -106,7 +106,7 @@ func checkRequestError(t *testing.T, err, want error, csr, reason string) {
 	}
 }
 
-func TestIssueRemindsHowToApproveOnEveryTick(t *testing.T) {
+func TestIssueRemindsWhatToLookAtOnEveryTick(t *testing.T) {
 	h := newHarness(t)
 	w := h.startWaiting(t)
 	tick := func() {
@@ -119,7 +119,10 @@ func TestIssueRemindsHowToApproveOnEveryTick(t *testing.T) {
 		}
 		h.clock.Step(30 * time.Second)
 	}
-	pending := []string{"Certificate request pending approval", "kubectl certificate approve " + w.req.Name}
+	// The test signer is not a kubernetes.io one: no person is told to
+	// approve it.
+	pending := []string{"Certificate request pending approval", "kubectl describe csr " + w.req.Name,
+		"kubectl -n shop get events --field-selector type=Warning,involvedObject.name=web-0"}
 	for n := 1; n <= 2; n++ {
 		tick()
 		h.logs.waitFor(t, n, pending...)

@@ -17,13 +17,16 @@ import (
 
 // controllers are the kube-controller-manager loops the project's tests rely
 // on: the built-in CSR signers and CSR garbage collection, EndpointSlices for
-// Services, default service accounts, and kube-root-ca.crt in namespaces.
+// Services, default service accounts, kube-root-ca.crt in namespaces, and
+// the type checking of ValidatingAdmissionPolicies (their status), which
+// the manifests' tests read.
 var controllers = []string{
 	"certificatesigningrequest-signing-controller",
 	"certificatesigningrequest-cleaner-controller",
 	"endpointslice-controller",
 	"serviceaccount-controller",
 	"root-ca-certificate-publisher-controller",
+	"validatingadmissionpolicy-status-controller",
 }
 
 type controllerManager struct {

@@ -69,6 +69,10 @@ type Env struct {
 	Dir string
 
 	cluster *localcluster.Cluster
+
+	// agentOnce installs the agent's shipped RBAC and admission policies.
+	agentOnce sync.Once
+	agentErr  error
 }
 
 var shared struct {
@@ -92,6 +96,7 @@ func Main(m *testing.M) {
 		}
 	}
 	shared.mu.Unlock()
+	removeBuilds()
 	os.Exit(code)
 }
 

@@ -33,3 +33,15 @@ func (e *Env) NewPod(t testing.TB, opts PodOptions) *Pod {
 	}
 	return p
 }
+
+// ServiceAccountKubeconfig writes a kubeconfig that authenticates as the
+// service account (created if missing) with a token that is not bound to a
+// pod, and returns its path.
+func (e *Env) ServiceAccountKubeconfig(t testing.TB, namespace, name string) string {
+	t.Helper()
+	path, err := e.cluster.ServiceAccountKubeconfig(context.Background(), namespace, name, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
