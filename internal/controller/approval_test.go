@@ -6,14 +6,13 @@ import (
 	"strings"
 	"testing"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	certificatesv1 "k8s.io/api/certificates/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/csr-agent/csr-agent/internal/approve"
 	"github.com/csr-agent/csr-agent/internal/testenv"
+	"github.com/csr-agent/csr-agent/manifests"
 )
 
 // TestApprovalByAPersonSignsOnlyThePodsOwnNames: a request from a pod that
@@ -75,43 +74,16 @@ func annotate(t *testing.T, env *testenv.Env, name, extraNames string) {
 	}
 }
 
-// installExtraNamesPolicy installs the admission policy that reserves the
-// extra-names annotation to approvers, and removes it when the test ends
+// installExtraNamesPolicy applies the shipped admission policy that
+// reserves the extra-names annotation to approvers
+// (manifests/admission/extra-names.yaml), and removes it when the test ends
 // (it is cluster-wide).
 func installExtraNamesPolicy(t *testing.T, env *testenv.Env) {
 	t.Helper()
+	if _, err := manifests.Apply(t.Context(), env.Config, "controller-tests", "admission/extra-names.yaml"); err != nil {
+		t.Fatal(err)
+	}
 	admission := env.Client.AdmissionregistrationV1()
-	fail := admissionregistrationv1.Fail
-	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: approve.ExtraNamesPolicy},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
-			FailurePolicy: &fail,
-			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
-				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-					Rule:       admissionregistrationv1.Rule{APIGroups: []string{"certificates.k8s.io"}, APIVersions: []string{"v1"}, Resources: []string{"certificatesigningrequests"}},
-				},
-			}}},
-			Validations: []admissionregistrationv1.Validation{{
-				Expression: `!has(object.metadata.annotations) || !('` + approve.AnnotationExtraNames + `' in object.metadata.annotations) || ` +
-					`authorizer.group('certificates.k8s.io').resource('signers').name('csr-agent.io/pod').check('approve').allowed()`,
-			}},
-		},
-	}
-	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: approve.ExtraNamesPolicy},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName: approve.ExtraNamesPolicy, ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
-		},
-	}
-	for _, err := range []error{
-		create(admission.ValidatingAdmissionPolicies().Create(t.Context(), policy, metav1.CreateOptions{})),
-		create(admission.ValidatingAdmissionPolicyBindings().Create(t.Context(), binding, metav1.CreateOptions{})),
-	} {
-		if err != nil && !apierrors.IsAlreadyExists(err) {
-			t.Fatal(err)
-		}
-	}
 	t.Cleanup(func() {
 		_ = admission.ValidatingAdmissionPolicyBindings().Delete(context.Background(), approve.ExtraNamesPolicy, metav1.DeleteOptions{})
 		_ = admission.ValidatingAdmissionPolicies().Delete(context.Background(), approve.ExtraNamesPolicy, metav1.DeleteOptions{})
