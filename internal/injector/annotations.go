@@ -172,3 +172,8 @@ var Annotations = []Annotation{
 		Invalid: []string{"app-keystore", "App/password", "a/b/c"},
 	},
 }
+
+// Files are the component's manifests, relative to manifests/ (for
+// manifests.Apply, e.g. in an end-to-end test), in the order of its
+// kustomization.yaml: the parameters before the policies that read them.
+var Files = []string{"injector/params.yaml", "injector/mutating.yaml", "injector/validating.yaml"}

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"sigs.k8s.io/yaml"
 )
 
 var update = flag.Bool("update", false, "rewrite the generated blocks of the README and of manifests/injector")
@@ -92,5 +94,22 @@ func TestAnnotationsAreWellFormed(t *testing.T) {
 		if want := AnnotationPrefix + strings.ToLower(strings.ReplaceAll(a.Var, "_", "-")); a.Name != want && !a.Secret {
 			t.Errorf("%s sets %s: name it %s", a.Name, a.Var, want)
 		}
+	}
+}
+
+func TestFilesAreTheComponentsResources(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "manifests", "injector", "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k struct{ Resources []string }
+	if err := yaml.Unmarshal(b, &k); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range k.Resources {
+		k.Resources[i] = "injector/" + r
+	}
+	if !slices.Equal(k.Resources, Files) {
+		t.Errorf("Files = %q, the kustomization lists %q", Files, k.Resources)
 	}
 }
