@@ -84,10 +84,11 @@ func params(t *testing.T) map[string]string {
 	return cm.Data
 }
 
-// waitFor polls cond until it holds, failing the test after 30 seconds.
+// waitFor polls cond until it holds, failing the test after 30 seconds. It
+// works in a cleanup too, where the test's context is already done.
 func waitFor(t *testing.T, what string, cond func(context.Context) bool) {
 	t.Helper()
-	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 30*time.Second, true,
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true,
 		func(ctx context.Context) (bool, error) { return cond(ctx), nil })
 	if err != nil {
 		t.Fatalf("waiting for %s: %v", what, err)

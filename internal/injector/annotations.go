@@ -9,6 +9,11 @@
 // rendered from Annotations and kept in sync by this package's tests
 // (`go test ./internal/injector -update` rewrites them), so a setting is
 // added in one place.
+//
+// An end-to-end test on a real node reuses the pieces the integration tests
+// in manifests/ use: apply Files with manifests.Apply after the default
+// install, create a pod labelled OptInLabel: OptInValue, compare what the
+// API server stored with Expected, and wait for ContainerName to be ready.
 package injector
 
 // The names the policies and their users share. An end-to-end test injects
@@ -77,6 +82,13 @@ type Annotation struct {
 // short-circuiting on false, so duration() never sees a malformed value.
 const durationCheck = `v.matches('^([0-9]+(\\.[0-9]+)?(h|m|s|ms|us|ns))+$') && duration(v) >= duration('10m')`
 
+// SecretRefPattern is the form of a Secret annotation's value: a Secret name
+// (DNS-1123 subdomain), a slash, a key. The mutating policy copies only a
+// value of this form into the pod, where a malformed name would make the
+// pod's own validation refuse it without naming the annotation; the
+// validating policy refuses the others, naming it.
+const SecretRefPattern = `^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/[-._a-zA-Z0-9]{1,253}$`
+
 // Annotations are the per-pod settings, in the order of the README table and
 // of the variables in the injected container.
 var Annotations = []Annotation{
@@ -85,7 +97,7 @@ var Annotations = []Annotation{
 		Var:     "SERVICE_NAMES",
 		Form:    "auto, or comma-separated Service names (DNS-1035 labels)",
 		Desc:    "Services whose DNS names the certificate carries; auto: every Service of the namespace that selects the pod.",
-		Check:   `v.matches('^(auto|[a-z]([-a-z0-9]{0,61}[a-z0-9])?(,[a-z]([-a-z0-9]{0,61}[a-z0-9])?)*)$')`,
+		Check:   `v == 'auto' || (v.matches('^[a-z]([-a-z0-9]{0,61}[a-z0-9])?(,[a-z]([-a-z0-9]{0,61}[a-z0-9])?)*$') && !v.split(',').exists(n, n == 'auto'))`,
 		Valid:   []string{"auto", "web", "web,web-admin"},
 		Invalid: []string{"Web", "web,,admin", "auto,web", "web.example.com", "-web"},
 	},
@@ -166,7 +178,7 @@ var Annotations = []Annotation{
 		Var:     "KEYSTORE_PASSWORD",
 		Form:    "<secret>/<key>: a Secret of the pod's namespace and its key",
 		Desc:    "Also publish keystore.p12, encrypted with the password in this Secret key.",
-		Check:   `v.matches('^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/[-._a-zA-Z0-9]{1,253}$')`,
+		Check:   `v.matches('` + SecretRefPattern + `')`,
 		Secret:  true,
 		Valid:   []string{"app-keystore/password"},
 		Invalid: []string{"app-keystore", "App/password", "a/b/c"},

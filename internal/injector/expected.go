@@ -1,6 +1,7 @@
 package injector
 
 import (
+	"regexp"
 	"slices"
 	"strings"
 
@@ -103,8 +104,8 @@ func env(pod *corev1.Pod, params map[string]string) []corev1.EnvVar {
 		}
 	}
 	for _, a := range Annotations {
-		secret, key, ok := strings.Cut(pod.Annotations[a.Name], "/")
-		if a.Secret && ok && !strings.Contains(key, "/") {
+		v := pod.Annotations[a.Name]
+		if secret, key, _ := strings.Cut(v, "/"); a.Secret && secretRef.MatchString(v) {
 			out = append(out, corev1.EnvVar{Name: a.Var, ValueFrom: &corev1.EnvVarSource{
 				SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: key},
 			}})
@@ -112,6 +113,8 @@ func env(pod *corev1.Pod, params map[string]string) []corev1.EnvVar {
 	}
 	return out
 }
+
+var secretRef = regexp.MustCompile(SecretRefPattern)
 
 func certVolume() corev1.Volume {
 	return corev1.Volume{Name: CertVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{

@@ -36,15 +36,15 @@ const (
 // Annotations, as YAML list items indented by indent:
 //
 //	settings        [annotation, variable] of the plain settings
-//	secretSettings  [annotation, variable] of the settings read from a Secret
+//	secretSettings  [annotation, variable, SecretRefPattern] of the settings
+//	                read from a Secret
 func MutatingVariables(indent string) string {
 	var plain, secret []string
 	for _, a := range Annotations {
-		pair := "[" + celString(a.Name) + ", " + celString(a.Var) + "]"
 		if a.Secret {
-			secret = append(secret, pair)
+			secret = append(secret, "["+celString(a.Name)+", "+celString(a.Var)+", "+celString(SecretRefPattern)+"]")
 		} else {
-			plain = append(plain, pair)
+			plain = append(plain, "["+celString(a.Name)+", "+celString(a.Var)+"]")
 		}
 	}
 	return variable(indent, "settings", plain) + variable(indent, "secretSettings", secret)
