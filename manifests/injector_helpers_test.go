@@ -106,6 +106,13 @@ func newNamespace(t *testing.T, env *testenv.Env, optIn bool) string {
 	if optIn {
 		labels[injector.OptInLabel] = injector.OptInValue
 	}
+	return newNamespaceWith(t, env, labels)
+}
+
+// newNamespaceWith creates a namespace with labels and the service account
+// "app".
+func newNamespaceWith(t *testing.T, env *testenv.Env, labels map[string]string) string {
+	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "injector-", Labels: labels}}
 	ns, err := env.Client.CoreV1().Namespaces().Create(t.Context(), ns, metav1.CreateOptions{})
 	if err != nil {

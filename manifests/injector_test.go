@@ -191,12 +191,19 @@ func TestInjectorRefusesUnknownAnnotationsAndImpossibleSettings(t *testing.T) {
 	env := testenv.Shared(t)
 	installInjector(t, env)
 	ns := newNamespace(t, env, false)
+	privileged := newNamespaceWith(t, env, nil)
 	for _, c := range []struct {
 		name, want string
 		pod        func(*corev1.Pod)
 	}{
 		{"a typo of an annotation", "csr-agent.io/service-name", func(p *corev1.Pod) {
 			p.Annotations = map[string]string{"csr-agent.io/service-name": "web"}
+		}},
+		// Pod Security restricted would refuse it first.
+		{"a pod-wide root user, which the agent refuses", "runAsUser", func(p *corev1.Pod) {
+			p.Namespace = privileged
+			p.Spec.SecurityContext.RunAsNonRoot = nil
+			p.Spec.SecurityContext.RunAsUser = ptr.To(int64(0))
 		}},
 		{"notify-process without a shared process namespace", "shareProcessNamespace", func(p *corev1.Pod) {
 			p.Annotations = map[string]string{"csr-agent.io/notify-process": "nginx"}
@@ -303,4 +310,36 @@ func shape(s corev1.PodSpec) []string {
 		out = append(out, "volume "+v.Name)
 	}
 	return out
+}
+
+// CREATE only: most of a pod's spec is immutable, so an injection on UPDATE
+// would make the update fail, and a pod whose finalizers cannot be removed
+// is never deleted. A pod labelled after its creation stays as it is, and
+// its updates go through.
+func TestInjectorNeverTouchesAnUpdate(t *testing.T) {
+	env := testenv.Shared(t)
+	installInjector(t, env)
+	ns := newNamespace(t, env, false)
+	pod := restrictedPod(ns, "labelled-later")
+	pod.Finalizers = []string{"example.com/hold"}
+	pod, err := create(t.Context(), env, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods := env.Client.CoreV1().Pods(ns)
+	optedIn(pod)
+	pod.Annotations = map[string]string{"csr-agent.io/key-type": "not-a-key-type"}
+	if pod, err = pods.Update(t.Context(), pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("labelling the pod: %v", err)
+	}
+	if hasAgent(pod) {
+		t.Error("an update injected the agent")
+	}
+	pod.Finalizers = nil
+	if _, err := pods.Update(t.Context(), pod, metav1.UpdateOptions{}); err != nil {
+		t.Errorf("removing the finalizer: %v", err)
+	}
+	if err := pods.Delete(t.Context(), pod.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		t.Error(err)
+	}
 }
