@@ -14,6 +14,7 @@ import (
 	"github.com/csr-agent/csr-agent/internal/config"
 	"github.com/csr-agent/csr-agent/internal/injector"
 	"github.com/csr-agent/csr-agent/internal/testenv"
+	"github.com/csr-agent/csr-agent/manifests"
 )
 
 // Admission runs in the API server, so the pod that comes back from a
@@ -227,24 +228,11 @@ func TestInjectorWithoutParametersRefusesOnlyOptedInPods(t *testing.T) {
 	env := testenv.Shared(t)
 	installInjector(t, env)
 	ns := newNamespace(t, env, false)
+	restoreInjectorAtCleanup(t, env, ns)
 	cms := env.Client.CoreV1().ConfigMaps(injector.ParamsNamespace)
-	saved, err := cms.Get(t.Context(), injector.ParamsName, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := cms.Delete(t.Context(), injector.ParamsName, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		saved.ResourceVersion, saved.UID, saved.ManagedFields = "", "", nil
-		if _, err := cms.Create(context.Background(), saved, metav1.CreateOptions{}); err != nil {
-			t.Errorf("restoring the parameters: %v", err)
-		}
-		waitFor(t, "the injector to see its parameters again", func(ctx context.Context) bool {
-			p, err := dryRun(ctx, env, optedIn(restrictedPod(ns, "back")))
-			return err == nil && hasAgent(p)
-		})
-	})
 	waitFor(t, "opted-in pods to be refused", func(ctx context.Context) bool {
 		_, err := dryRun(ctx, env, optedIn(restrictedPod(ns, "opted-in")))
 		return err != nil
@@ -342,4 +330,64 @@ func TestInjectorNeverTouchesAnUpdate(t *testing.T) {
 	if err := pods.Delete(t.Context(), pod.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		t.Error(err)
 	}
+}
+
+// The validating policy is the second lock: with the mutating policy gone
+// (here: its bindings deleted), an opted-in pod is refused, naming what is
+// missing, rather than started without its agent. Not parallel: it takes
+// the bindings away for a moment.
+func TestInjectorWithoutTheMutatingPolicyRefusesOptedInPods(t *testing.T) {
+	env := testenv.Shared(t)
+	installInjector(t, env)
+	ns := newNamespace(t, env, false)
+	restoreInjectorAtCleanup(t, env, ns)
+	bindings := env.Client.AdmissionregistrationV1().MutatingAdmissionPolicyBindings()
+	for _, name := range []string{"csr-agent-injector-pod", "csr-agent-injector-namespace"} {
+		if err := bindings.Delete(t.Context(), name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var refusal error
+	waitFor(t, "opted-in pods to be refused", func(ctx context.Context) bool {
+		_, refusal = dryRun(ctx, env, optedIn(restrictedPod(ns, "opted-in")))
+		return refusal != nil
+	})
+	if !apierrors.IsInvalid(refusal) || !strings.Contains(refusal.Error(), "has no csr-agent container") {
+		t.Errorf("refused with %v; want Invalid naming the missing csr-agent container", refusal)
+	}
+	if _, err := dryRun(t.Context(), env, restrictedPod(ns, "not-opted-in")); err != nil {
+		t.Errorf("a pod that did not opt in is refused: %v", err)
+	}
+}
+
+// What an end-to-end test on a real node does: apply the component's files
+// with manifests.Apply (over the kubectl install here: same objects, same
+// field manager, no conflict).
+func TestInjectorFilesApplyWithManifestsApply(t *testing.T) {
+	env := testenv.Shared(t)
+	installInjector(t, env)
+	applied, err := manifests.Apply(t.Context(), env.Config, "manifests-test", injector.Files...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(applied) != 7 {
+		t.Errorf("applied %q, want the ConfigMap, both policies and their four bindings", applied)
+	}
+}
+
+// restoreInjectorAtCleanup applies the component's files again when the
+// test ends, as installInjector left them, and waits until the API server
+// injects again into pods of ns.
+func restoreInjectorAtCleanup(t *testing.T, env *testenv.Env, ns string) {
+	t.Helper()
+	t.Cleanup(func() {
+		if _, err := manifests.Apply(context.Background(), env.Config, "manifests-test", injector.Files...); err != nil {
+			t.Errorf("restoring the injector: %v", err)
+			return
+		}
+		waitFor(t, "the injector to inject again", func(ctx context.Context) bool {
+			p, err := dryRun(ctx, env, optedIn(restrictedPod(ns, "back")))
+			return err == nil && hasAgent(p)
+		})
+	})
 }
