@@ -5,6 +5,9 @@
 //	                      Deployment (2 replicas, leader election), PDB,
 //	                      metrics Service
 //	components/own-ca/    a kustomize component: bring your own CA Secret
+//	injector/             a kustomize component: admission policies that
+//	                      add the agent to pods that opt in (see
+//	                      internal/injector)
 //	agent-rbac/           the ClusterRoles a pod running the agent needs
 //	agent-rbac/example-binding/  binding them to one service account
 //	admission/            ValidatingAdmissionPolicies: a pod deletes only
@@ -27,5 +30,5 @@ import "embed"
 // FS holds the manifests, with paths as in this directory, e.g.
 // "controller/rbac.yaml".
 //
-//go:embed kustomization.yaml controller components agent-rbac admission examples
+//go:embed kustomization.yaml controller components agent-rbac admission examples injector
 var FS embed.FS

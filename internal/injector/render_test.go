@@ -1,0 +1,115 @@
+package injector
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+)
+
+var update = flag.Bool("update", false, "rewrite the generated blocks of the README and of manifests/injector")
+
+// generated lists every file holding blocks rendered from Annotations, and
+// the blocks in the order of their markers.
+func generated() []struct {
+	path       string
+	begin, end string
+	blocks     []string
+} {
+	return []struct {
+		path       string
+		begin, end string
+		blocks     []string
+	}{
+		{"README.md", "<!-- injector-annotations:begin -->", "<!-- injector-annotations:end -->", []string{MarkdownTable()}},
+		{"manifests/injector/mutating.yaml", BeginMarker, EndMarker, []string{MutatingVariables("  ")}},
+		{"manifests/injector/validating.yaml", BeginMarker, EndMarker, []string{ValidatingVariables("  "), Validations("  ")}},
+	}
+}
+
+// TestPoliciesAndREADMEFollowTheAnnotations keeps the annotation table of
+// the README and the annotation-dependent parts of both policies rendered
+// from Annotations: the policy cannot map an annotation the README does not
+// document, nor check it against another form.
+func TestPoliciesAndREADMEFollowTheAnnotations(t *testing.T) {
+	const fix = "go test ./internal/injector -update"
+	for _, g := range generated() {
+		path := filepath.Join("..", "..", g.path)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, old, err := Splice(string(b), g.begin, g.end, g.blocks)
+		switch {
+		case err != nil:
+			t.Errorf("%s: %v; put the marker lines back, then run: %s", g.path, err, fix)
+		case got == string(b):
+		case *update:
+			if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			t.Errorf("%s is out of date with internal/injector's Annotations; run: %s\n--- in the file:\n%s\n--- generated:\n%s",
+				g.path, fix, strings.Join(old, "\n"), strings.Join(g.blocks, "\n"))
+		}
+	}
+}
+
+func TestSpliceRewritesOnlyBetweenTheMarkers(t *testing.T) {
+	doc := "a\n  # b\n  old\n  # e\nc\n  # b\n  # e\nd\n"
+	got, old, err := Splice(doc, "# b", "# e", []string{"  one\n", "  two\n"})
+	want := "a\n  # b\n  one\n  # e\nc\n  # b\n  two\n  # e\nd\n"
+	if err != nil || got != want || !slices.Equal(old, []string{"  old\n", ""}) {
+		t.Errorf("Splice = %q, %q, %v; want %q", got, old, err, want)
+	}
+	for _, doc := range []string{"no markers\n", "# e\n# b\n", "# b\n# b\n# e\n", "# b\n# e\n# b\n# e\n# b\n# e\n", "# b\n"} {
+		if _, _, err := Splice(doc, "# b", "# e", []string{"x\n", "y\n"}); !errors.Is(err, ErrMarkers) {
+			t.Errorf("Splice(%q) = %v, want ErrMarkers", doc, err)
+		}
+	}
+}
+
+func TestAnnotationsAreWellFormed(t *testing.T) {
+	seen := map[string]bool{}
+	for _, a := range Annotations {
+		if !strings.HasPrefix(a.Name, AnnotationPrefix) || a.Var == "" || a.Form == "" || a.Desc == "" || a.Check == "" {
+			t.Errorf("%+v lacks a name under %s, a variable, a form, a description or a check", a, AnnotationPrefix)
+		}
+		if len(a.Valid) == 0 || len(a.Invalid) == 0 {
+			t.Errorf("%s has no valid or no invalid example: the policy's check would be untested", a.Name)
+		}
+		if seen[a.Name] || seen[a.Var] {
+			t.Errorf("%s or %s is listed twice", a.Name, a.Var)
+		}
+		seen[a.Name], seen[a.Var] = true, true
+		// Rendered into CEL single-quoted strings and YAML block scalars.
+		if strings.ContainsAny(a.Name+a.Var, `'"\`) {
+			t.Errorf("%s %s holds a quote or a backslash", a.Name, a.Var)
+		}
+		if want := AnnotationPrefix + strings.ToLower(strings.ReplaceAll(a.Var, "_", "-")); a.Name != want && !a.Secret {
+			t.Errorf("%s sets %s: name it %s", a.Name, a.Var, want)
+		}
+	}
+}
+
+func TestFilesAreTheComponentsResources(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "manifests", "injector", "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k struct{ Resources []string }
+	if err := yaml.Unmarshal(b, &k); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range k.Resources {
+		k.Resources[i] = "injector/" + r
+	}
+	if !slices.Equal(k.Resources, Files) {
+		t.Errorf("Files = %q, the kustomization lists %q", Files, k.Resources)
+	}
+}
