@@ -223,8 +223,13 @@ func TestAgentsCannotDeleteOrSquatEachOthersRequests(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = stranger.csrs.Delete(t.Context(), kubelets.Name, metav1.DeleteOptions{})
-		refused(t, stranger.who+" deletes an administrator's "+kubelets.Name, err, podRequestsVAP)
+		// A token of the agent's service account that is not bound to a
+		// pod (a namespace editor can mint one) holds the same delete
+		// verb: it must not reach requests it did not make either.
+		for _, attacker := range []*csrClient{stranger, unbound} {
+			err = attacker.csrs.Delete(t.Context(), kubelets.Name, metav1.DeleteOptions{})
+			refused(t, attacker.who+" deletes an administrator's "+kubelets.Name, err, podRequestsVAP)
+		}
 	})
 
 	// What the policy lets through: a pod's own request, under its name,

@@ -130,10 +130,13 @@ func kubectl(t *testing.T, kubeconfig string, stdin []byte, args ...string) []by
 
 // apply applies a directory's kustomization with server-side apply, as
 // `kubectl apply --server-side -k` does, and fails on any warning.
+// Conflicts are forced, as an operator re-applying the manifests would:
+// the test environment applied the admission policies before, under its
+// own field manager.
 func apply(t *testing.T, env *testenv.Env, dir string) {
 	t.Helper()
 	out, _ := build(t, dir)
-	kubectl(t, env.KubeconfigFile, out, "apply", "--server-side", "--field-manager=manifests-test", "-f", "-")
+	kubectl(t, env.KubeconfigFile, out, "apply", "--server-side", "--force-conflicts", "--field-manager=manifests-test", "-f", "-")
 }
 
 // kubectlPath finds kubectl: next to the control plane (bin/), else in

@@ -5,12 +5,15 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/csr-agent/csr-agent/internal/approve"
+	"github.com/csr-agent/csr-agent/internal/controller"
 	"github.com/csr-agent/csr-agent/internal/testenv"
 	"github.com/csr-agent/csr-agent/manifests"
 )
@@ -51,11 +54,23 @@ func TestApprovalByAPersonSignsOnlyThePodsOwnNames(t *testing.T) {
 	}
 	in.shutdown(t)
 
-	installExtraNamesPolicy(t, s.env)
+	// Written before the policy guarded the annotation, by anyone: a
+	// person approving it later must not turn it into a grant.
+	planted := "person-planted-" + pod.UID[:8]
+	createNamedCSR(t, podClient, s.signer, planted, dns(own, "legacy.cluster.local"))
+	annotate(t, s.env, planted, "legacy.cluster.local")
+	installed := installExtraNamesPolicy(t, s.env)
+	approveAsPerson(t, s.env.Client, must(s.env.Client.CertificatesV1().CertificateSigningRequests().Get(t.Context(), planted, metav1.GetOptions{})))
+	// Creation times have a resolution of a second.
+	waitUntil(t, installed.Add(controller.ExtraNamesPolicyWarmup+time.Second))
 	name := "person-granted-" + pod.UID[:8]
 	approved(name, "legacy.cluster.local")
 	s.start(t, startOptions{})
-	csr := waitFinished(t, s.env.Client, name)
+	csr := waitFinished(t, s.env.Client, planted)
+	if c := conditionOf(csr, certificatesv1.CertificateFailed); c == nil || !strings.Contains(c.Message, "before ValidatingAdmissionPolicy") {
+		t.Errorf("%s: conditions %+v, want Failed saying the annotation predates the policy", planted, csr.Status.Conditions)
+	}
+	csr = waitFinished(t, s.env.Client, name)
 	if got, _ := outcome(csr); got != "issued" {
 		t.Fatalf("outcome %s (conditions %+v), want issued", got, csr.Status.Conditions)
 	}
@@ -78,14 +93,28 @@ func annotate(t *testing.T, env *testenv.Env, name, extraNames string) {
 // reserves the extra-names annotation to approvers
 // (manifests/admission/extra-names.yaml), and removes it when the test ends
 // (it is cluster-wide).
-func installExtraNamesPolicy(t *testing.T, env *testenv.Env) {
+func installExtraNamesPolicy(t *testing.T, env *testenv.Env) time.Time {
 	t.Helper()
 	if _, err := manifests.Apply(t.Context(), env.Config, "controller-tests", "admission/extra-names.yaml"); err != nil {
 		t.Fatal(err)
 	}
 	admission := env.Client.AdmissionregistrationV1()
+	binding := must(admission.ValidatingAdmissionPolicyBindings().Get(t.Context(), approve.ExtraNamesPolicy, metav1.GetOptions{}))
 	t.Cleanup(func() {
 		_ = admission.ValidatingAdmissionPolicyBindings().Delete(context.Background(), approve.ExtraNamesPolicy, metav1.DeleteOptions{})
 		_ = admission.ValidatingAdmissionPolicies().Delete(context.Background(), approve.ExtraNamesPolicy, metav1.DeleteOptions{})
 	})
+	return binding.CreationTimestamp.Time
+}
+
+// waitUntil waits for the wall clock to pass at: the controller compares
+// creation times the API server stamps.
+func waitUntil(t *testing.T, at time.Time) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		return time.Now().After(at), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/time/rate"
 	certificatesv1 "k8s.io/api/certificates/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/csr-agent/csr-agent/internal/approve"
 )
@@ -26,10 +27,13 @@ const (
 	budgetIdle = requestBurst * requestEvery
 )
 
-// budgets hands out decisions per requester: a pod (by UID, which its token
-// was bound to and which the API server wrote into the CSR) or, for a
-// request not from a pod, its user name. Over budget, a CSR is not denied,
-// which would turn load into a wrong answer, but decided later.
+// budgets hands out decisions per requesting pod, by UID: the UID its token
+// was bound to, which the API server wrote into the CSR (or the kubelet
+// into a PodCertificateRequest). Over budget, a request is not denied,
+// which would turn load into a wrong answer, but decided later. A request
+// not from a pod is not charged: it is denied (NotPodBound) from the
+// request alone, with no read, and must not linger pending where a person
+// could take it for a pod's and approve it.
 type budgets struct {
 	mu        sync.Mutex
 	m         map[string]*budget
@@ -43,17 +47,24 @@ type budget struct {
 
 func newBudgets() *budgets { return &budgets{m: map[string]*budget{}} }
 
-// requesterKey is whose budget a CSR's decision is charged to.
+// requesterKey is whose budget a CSR's decision is charged to; "" for
+// none.
 func requesterKey(csr *certificatesv1.CertificateSigningRequest) string {
 	if who, err := approve.RequesterOf(csr); err == nil {
-		return "pod:" + string(who.PodUID)
+		return podKey(who.PodUID)
 	}
-	return "user:" + csr.Spec.Username
+	return ""
 }
 
+func podKey(uid types.UID) string { return "pod:" + string(uid) }
+
 // take charges one decision to key at now and returns 0, or, when the budget
-// is spent, charges nothing and returns how long to wait.
+// is spent, charges nothing and returns how long to wait. key "" is never
+// charged.
 func (b *budgets) take(key string, now time.Time) time.Duration {
+	if key == "" {
+		return 0
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if now.Sub(b.lastPrune) > budgetIdle {

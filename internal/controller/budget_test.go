@@ -8,6 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/csr-agent/csr-agent/internal/approve"
 )
 
 func TestBudgetAllowsABurstThenOneDecisionPerInterval(t *testing.T) {
@@ -73,5 +75,34 @@ func TestRequestsOverAPodsBudgetAreDeferredNotDenied(t *testing.T) {
 	}
 	if v := testutil.ToFloat64(c.metrics.deferred); v != 3 {
 		t.Errorf("decisions_deferred_total = %v, want 3", v)
+	}
+}
+
+// A request not from a pod is denied from the request alone: it costs no
+// read, and must not wait in the queue looking like a pod's pending request
+// that a person might approve.
+func TestRequestsNotFromAPodAreNeverDeferred(t *testing.T) {
+	c, client := newTestController(t, true)
+	c.opts.Clock = clocktesting.NewFakeClock(time.Unix(1_000_000, 0))
+	for i := range requestBurst + 3 {
+		csr := testCSR(t)
+		csr.Name = fmt.Sprintf("user-%d", i)
+		csr.Spec.Username, csr.Spec.Extra = "system:serviceaccount:shop:web", nil
+		if err := c.informer.csrs.GetIndexer().Add(csr); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := client.CertificatesV1().CertificateSigningRequests().Create(t.Context(), csr, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		client.ClearActions()
+		if err := c.reconcile(t.Context(), csr.Name); err != nil {
+			t.Fatal(err)
+		}
+		if got := writes(client); len(got) != 1 || got[0] != "approval:Denied/"+approve.ReasonNotPodBound {
+			t.Errorf("request %d: writes %q, want one NotPodBound denial", i+1, got)
+		}
+	}
+	if v := testutil.ToFloat64(c.metrics.deferred); v != 0 {
+		t.Errorf("decisions_deferred_total = %v, want 0", v)
 	}
 }

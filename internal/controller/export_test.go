@@ -26,3 +26,7 @@ func Caches(c *Controller, namespace, pod, service string, labels map[string]str
 	_, err = c.informer.svcLister.Services(namespace).Get(service)
 	return err == nil
 }
+
+// ExtraNamesPolicyWarmup is how long after the extra-names policy was
+// created a request must be, for its annotation to be honoured.
+const ExtraNamesPolicyWarmup = extraNamesPolicyWarmup

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	certificatesv1 "k8s.io/api/certificates/v1"
@@ -24,7 +25,7 @@ func (c *Controller) extraNames(ctx context.Context, csr *certificatesv1.Certifi
 	if !ok {
 		return approve.ExtraNames{}, nil
 	}
-	why, err := c.extraNamesPolicyMissing(ctx)
+	why, err := c.extraNamesPolicyMissing(ctx, csr.CreationTimestamp.Time)
 	if err != nil {
 		return approve.ExtraNames{}, err
 	}
@@ -38,9 +39,17 @@ func (c *Controller) extraNames(ctx context.Context, csr *certificatesv1.Certifi
 	return extra, nil
 }
 
+// extraNamesPolicyWarmup is how long after its creation the admission
+// policy is taken to be enforced: the API server applies a new policy once
+// its informers have seen it, within a second or two.
+const extraNamesPolicyWarmup = 5 * time.Second
+
 // extraNamesPolicyMissing says why the admission policy guarding the
-// annotation is not in force, or "" when it is.
-func (c *Controller) extraNamesPolicyMissing(ctx context.Context) (string, error) {
+// annotation was not in force for a CSR created at created, or "" when it
+// was. The policy must exist now and have existed when the CSR was created:
+// an annotation written before the policy was installed (the CSR is older)
+// was written by anyone at all.
+func (c *Controller) extraNamesPolicyMissing(ctx context.Context, created time.Time) (string, error) {
 	const name = approve.ExtraNamesPolicy
 	admission := c.opts.Client.AdmissionregistrationV1()
 	policy, err := admission.ValidatingAdmissionPolicies().Get(ctx, name, metav1.GetOptions{})
@@ -60,8 +69,17 @@ func (c *Controller) extraNamesPolicyMissing(ctx context.Context) (string, error
 	case err != nil:
 		return "", fmt.Errorf("reading ValidatingAdmissionPolicyBinding %s: %w", name, err)
 	}
-	if binding.Spec.PolicyName != name || !slices.Contains(binding.Spec.ValidationActions, admissionregistrationv1.Deny) {
-		return fmt.Sprintf("ValidatingAdmissionPolicyBinding %s does not bind policy %s with validationActions Deny", name, name), nil
+	if binding.Spec.PolicyName != name || !slices.Contains(binding.Spec.ValidationActions, admissionregistrationv1.Deny) ||
+		binding.Spec.MatchResources != nil || binding.Spec.ParamRef != nil {
+		return fmt.Sprintf("ValidatingAdmissionPolicyBinding %s does not bind policy %s to every request with validationActions Deny", name, name), nil
+	}
+	since := policy.CreationTimestamp.Time
+	if b := binding.CreationTimestamp.Time; b.After(since) {
+		since = b
+	}
+	if since = since.Add(extraNamesPolicyWarmup); !created.After(since) {
+		return fmt.Sprintf("the request was created at %s, before ValidatingAdmissionPolicy %s was in force (%s)",
+			created.UTC().Format(time.RFC3339), name, since.UTC().Format(time.RFC3339)), nil
 	}
 	return "", nil
 }

@@ -37,6 +37,13 @@ func (c *Controller) reconcilePodCertificate(ctx context.Context, key string) er
 	if finished(pcr) || pcr.Spec.SignerName != c.signer || c.pcr.written.superseded(key, pcr.ResourceVersion) {
 		return nil
 	}
+	// The same per-pod budget as CSRs: a pod spec can declare many
+	// podCertificate volumes, each a request the kubelet makes.
+	if wait := c.budgets.take(podKey(pcr.Spec.PodUID), c.now()); wait > 0 {
+		c.metrics.deferred.Inc()
+		c.pcr.queue.AddAfter(key, wait)
+		return nil
+	}
 	pcr = pcr.DeepCopy()
 	ctx = klog.NewContext(ctx, klog.FromContext(ctx).WithValues("podCertificateRequest", key, "pod", klog.KRef(ns, pcr.Spec.PodName)))
 	d, err := c.decidePodCertificate(ctx, pcr)
