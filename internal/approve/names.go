@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	certificatesv1 "k8s.io/api/certificates/v1"
 )
 
 // Allowed is the set of identities one pod may have in its certificate.
@@ -89,6 +91,39 @@ func (p *Policy) AllowedNames(pod *Pod, services []Service) Allowed {
 		a.uri = "spiffe://" + p.opts.TrustDomain + "/ns/" + ns + "/sa/" + pod.ServiceAccountName
 	}
 	return a
+}
+
+// NamedIn reports whether any of dns or ips could be one of the names
+// AllowedNames derives from s: <svc> and every form starting <svc>.<ns>,
+// the headless <host>.<svc>.<ns>..., a cluster IP. It errs towards true: a
+// controller reads live only the Services a request could name, and a
+// Service wrongly left out could only be missing from the grant.
+func (s Service) NamedIn(dns []string, ips []net.IP) bool {
+	prefix, inner := s.Name+"."+s.Namespace, "."+s.Name+"."+s.Namespace+"."
+	for _, n := range dns {
+		n = asciiLower(n)
+		if n == s.Name || strings.HasPrefix(n, prefix) || strings.Contains(n, inner) {
+			return true
+		}
+	}
+	for _, ip := range ips {
+		for _, c := range s.ClusterIPs {
+			if cip := net.ParseIP(c); cip != nil && cip.Equal(ip) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// RequestedNames are the DNS names and IPs csr asks for; none when its
+// request does not parse (the policy denies it then).
+func RequestedNames(csr *certificatesv1.CertificateSigningRequest) ([]string, []net.IP) {
+	req, err := parseCSR(csr.Spec.Request)
+	if err != nil {
+		return nil, nil
+	}
+	return req.DNSNames, req.IPAddresses
 }
 
 // NameConstraints are the X.509 permitted subtrees that cover every name

@@ -3,6 +3,7 @@ package approve
 import (
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -290,5 +291,39 @@ func TestDenialMessagesAreBounded(t *testing.T) {
 	d := decide(t, podCSR(csrPEM(t, dnsReq(name), nil)))
 	if d.Reason != ReasonDNSNameNotAllowed || len(d.Message) > maxMessage {
 		t.Errorf("Decide = %s with a %d-byte message, want %s within %d bytes", d.Reason, len(d.Message), ReasonDNSNameNotAllowed, maxMessage)
+	}
+}
+
+func TestServiceIsNamedByEveryFormOfItsNamesAndNothingElse(t *testing.T) {
+	svc := Service{Namespace: "shop", Name: "web", ClusterIPs: []string{"10.96.0.10", "fd00:96::10"}}
+	tests := []struct {
+		dns  string
+		ip   string
+		want bool
+	}{
+		{dns: "web", want: true},
+		{dns: "web.shop", want: true},
+		{dns: "WEB.shop.svc", want: true},
+		{dns: "web.shop.svc.cluster.local", want: true},
+		{dns: "web-0.web.shop.svc.cluster.local", want: true},
+		{ip: "10.96.0.10", want: true},
+		{ip: "fd00:96::10", want: true},
+		{dns: "10-1-2-3.shop.pod.cluster.local", want: false},
+		{dns: "db.shop.svc", want: false},
+		{dns: "web.bank.svc", want: false},
+		{ip: "10.1.2.3", want: false},
+	}
+	for _, tt := range tests {
+		var dns []string
+		var ips []net.IP
+		if tt.dns != "" {
+			dns = []string{tt.dns}
+		}
+		if tt.ip != "" {
+			ips = []net.IP{net.ParseIP(tt.ip)}
+		}
+		if got := svc.NamedIn(dns, ips); got != tt.want {
+			t.Errorf("NamedIn(%q, %q) = %v, want %v", tt.dns, tt.ip, got, tt.want)
+		}
 	}
 }

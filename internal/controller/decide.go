@@ -22,12 +22,14 @@ import (
 //   - cachedFacts: the pod and its namespace's Services from the informers.
 //     A request-only denial (a wildcard, a weak key...) needs nothing more.
 //   - freshFacts, before any approval or signature: the pod read live (its
-//     UID, service account, labels, IPs, deletion) and every cached Service
-//     that selects the live pod read live too, so a pod deleted,
-//     re-created or relabelled, or a Service edited, since the CSR was
-//     created is seen. A Service the cache has not seen yet can only be
-//     missing from the grant, never wrongly in it. Two reads for a pod
-//     behind one Service.
+//     UID, service account, labels, IPs, deletion) and, read live too,
+//     every cached Service that selects the live pod and that the request
+//     could name (approve.Service.NamedIn; a PodCertificateRequest names
+//     all of them), so a pod deleted, re-created or relabelled, or a
+//     Service edited, since the request was created is seen. A Service
+//     left out (not cached yet, or not named) can only be missing from the
+//     grant, never wrongly in it. One read for a request of pod-IP names,
+//     two for a pod behind one Service.
 //   - liveFacts, before any denial that depends on the pod or its Services:
 //     the pod and a list of every Service of its namespace, so a cache
 //     lagging behind a new pod or Service never becomes a denial.
@@ -53,8 +55,8 @@ func (c *Controller) cachedFacts(who approve.Requester) (approve.Facts, error) {
 }
 
 // freshFacts reads the pod live and re-reads, live, the cached Services that
-// select it.
-func (c *Controller) freshFacts(ctx context.Context, who approve.Requester, cached approve.Facts) (approve.Facts, error) {
+// select it and that named accepts (nil: all).
+func (c *Controller) freshFacts(ctx context.Context, who approve.Requester, cached approve.Facts, named func(approve.Service) bool) (approve.Facts, error) {
 	var facts approve.Facts
 	pod, err := c.livePod(ctx, who)
 	if err != nil || pod == nil {
@@ -63,7 +65,7 @@ func (c *Controller) freshFacts(ctx context.Context, who approve.Requester, cach
 	facts.Pod = pod
 	core := c.opts.Client.CoreV1()
 	for _, s := range cached.Services {
-		if !s.Selects(pod) {
+		if !s.Selects(pod) || (named != nil && !named(s)) {
 			continue
 		}
 		svc, err := core.Services(s.Namespace).Get(ctx, s.Name, metav1.GetOptions{})
@@ -130,7 +132,9 @@ func (c *Controller) decideWith(ctx context.Context, csr *certificatesv1.Certifi
 		if c.afterCachedFacts != nil {
 			c.afterCachedFacts(csr)
 		}
-		if facts, err = c.freshFacts(ctx, who, facts); err != nil {
+		dns, ips := approve.RequestedNames(csr)
+		named := func(s approve.Service) bool { return s.NamedIn(dns, ips) }
+		if facts, err = c.freshFacts(ctx, who, facts, named); err != nil {
 			return approve.Decision{}, &who, err
 		}
 		if d = rule(csr, facts); d.Approve || !approve.DependsOnFacts(d.Reason) {

@@ -159,6 +159,33 @@ func TestApprovalIsDecidedFromTheLivePodNotTheCache(t *testing.T) {
 	}
 }
 
+// A request for the pod's IP names only depends on the pod: its fresh read
+// is the pod alone, not the Services that happen to select it.
+func TestFreshReadIsOnlyWhatTheRequestNames(t *testing.T) {
+	csr := testCSR(t) // asks for the pod-IP DNS name only
+	pod, svc := testPod(), testService()
+	c, client := newTestController(t, true, pod, svc, csr)
+	if err := c.informer.pods.GetIndexer().Add(testPod()); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.informer.services.GetIndexer().Add(svc); err != nil {
+		t.Fatal(err)
+	}
+	client.ClearActions()
+	if err := c.decide(t.Context(), csr.DeepCopy()); err != nil {
+		t.Fatalf("decide: %v", err)
+	}
+	var reads []string
+	for _, a := range client.Actions() {
+		if a.GetVerb() == "get" || a.GetVerb() == "list" {
+			reads = append(reads, a.GetVerb()+" "+a.GetResource().Resource)
+		}
+	}
+	if got := strings.Join(reads, ", "); got != "get pods" {
+		t.Errorf("reads %q, want the pod alone", got)
+	}
+}
+
 func testService() *corev1.Service {
 	return &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web", UID: "svc-1"},

@@ -84,7 +84,7 @@ func (c *Controller) decidePodCertificate(ctx context.Context, pcr *certificates
 	if err != nil {
 		return approve.Decision{}, err
 	}
-	fresh, err := c.freshFacts(ctx, who, cached)
+	fresh, err := c.freshFacts(ctx, who, cached, nil)
 	if err != nil {
 		return approve.Decision{}, err
 	}

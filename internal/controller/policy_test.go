@@ -12,6 +12,7 @@ import (
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
@@ -216,6 +217,14 @@ func TestDeniesWhatThePodCannotClaim(t *testing.T) {
 			return request{tmpl: &x509.CertificateRequest{Subject: pkix.Name{Organization: []string{"system:masters"}}, DNSNames: []string{w.svc("web")}}}
 		}),
 	}
+	// Namespaces named like top-level domains: their Services must not make
+	// the pod google.com or vault.corp.
+	cases = append(cases,
+		podCase{name: "namespace com, Service google: google.com", pod: testenv.PodOptions{Namespace: domainNamespace(t, s.env, "com"), Labels: web},
+			services: []service{{name: "google"}}, req: func(*world) request { return dns("google.com") }, want: approve.ReasonDNSNameNotAllowed},
+		podCase{name: "namespace corp, Service vault: vault.corp", pod: testenv.PodOptions{Namespace: domainNamespace(t, s.env, "corp"), Labels: web},
+			services: []service{{name: "vault"}}, req: func(*world) request { return dns("vault.corp") }, want: approve.ReasonDNSNameNotAllowed},
+	)
 	runPodCases(t, s, cases)
 	for _, tc := range cases {
 		series := fmt.Sprintf(`csr_agent_controller_decisions_total{path="csr",reason=%q,result="denied"}`, tc.want)
@@ -223,6 +232,17 @@ func TestDeniesWhatThePodCannotClaim(t *testing.T) {
 			t.Errorf("%s = %v, want at least 1", series, v)
 		}
 	}
+}
+
+// domainNamespace creates (once per control plane) a namespace with a name
+// that is also a top-level domain.
+func domainNamespace(t *testing.T, env *testenv.Env, name string) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if _, err := env.Client.CoreV1().Namespaces().Create(t.Context(), ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	return name
 }
 
 func dns(names ...string) request {
