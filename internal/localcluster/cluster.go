@@ -136,6 +136,10 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	// ordinary requests, then give clients 2s to go.
 	api.Configure().Set("shutdown-send-retry-after", "true")
 	if s := opts.Serving; s != nil {
+		// envtest picks a loopback address unless given a port too.
+		if api.SecureServing.Port, err = freePort(s.Address); err != nil {
+			return nil, err
+		}
 		api.SecureServing.Address = s.Address.String()
 		if api.SecureServing.CA, err = writeServingCerts(api.CertDir, *s); err != nil {
 			return nil, err

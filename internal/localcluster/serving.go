@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 )
 
@@ -102,4 +103,14 @@ func writeServingCerts(dir string, s Serving) ([]byte, error) {
 		}
 	}
 	return ca.certPEM, nil
+}
+
+// freePort is a TCP port free on ip, as envtest finds one for loopback.
+func freePort(ip net.IP) (string, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(ip.String(), "0"))
+	if err != nil {
+		return "", fmt.Errorf("finding a free port on %s: %w", ip, err)
+	}
+	defer l.Close()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port), nil
 }

@@ -148,6 +148,10 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 			"enable-admission-plugins":        "NodeRestriction",
 			"kubelet-preferred-address-types": "InternalIP",
 		},
+		// Added to the control plane's own list: what turns workloads into
+		// pods, and what lifts the not-ready taint the kubelet registers
+		// the node with once it reports Ready.
+		ControllerManagerArgs: []string{"--controllers=deployment-controller,replicaset-controller,statefulset-controller,job-controller,node-lifecycle-controller"},
 	})
 	if err != nil {
 		return nil, err
@@ -277,6 +281,9 @@ func (n *Node) waitReady(ctx context.Context) error {
 			return false, nil
 		} else if err != nil {
 			return false, err
+		}
+		if len(node.Spec.Taints) > 0 {
+			return false, nil // the scheduler would place no pod
 		}
 		for _, c := range node.Status.Conditions {
 			if c.Type == corev1.NodeReady {
