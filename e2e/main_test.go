@@ -40,6 +40,11 @@ var (
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
 
 func runMain(m *testing.M) int {
+	// kubectl builds the kustomizations and applies them, as a user would.
+	if _, err := exec.LookPath("kubectl"); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: kubectl must be in PATH (https://kubernetes.io/docs/tasks/tools/)")
+		return 1
+	}
 	// Building takes seconds with a warm build cache and minutes without.
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
