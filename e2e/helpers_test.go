@@ -216,5 +216,10 @@ func waitClientPod(t *testing.T, ns, name string, timeout time.Duration) (string
 		}
 		return false, fmt.Errorf("phase %s", phase)
 	})
-	return logs(t, ns, name, "client"), phase == corev1.PodSucceeded
+	out := logs(t, ns, name, "client")
+	// The name is free again for the next check of the same pod.
+	if err := client.CoreV1().Pods(ns).Delete(t.Context(), name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
+		t.Fatal(err)
+	}
+	return out, phase == corev1.PodSucceeded
 }

@@ -53,7 +53,7 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	defer os.RemoveAll(work)
+	defer func() { _ = os.RemoveAll(work) }()
 	started := time.Now()
 	archives, err := buildImages(ctx, work)
 	if err != nil {

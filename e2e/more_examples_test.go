@@ -49,19 +49,29 @@ func TestTwoContainersExampleServesTLSForItsServiceName(t *testing.T) {
 	}
 }
 
-func TestStatefulSetPodServesTLSForItsOwnHeadlessName(t *testing.T) {
+var storeOnce sync.Once
+
+// requireStore runs the StatefulSet example once.
+func requireStore(t *testing.T) {
+	t.Helper()
 	requireController(t)
-	apply(t, overlay(t, "examples/statefulset", ""))
-	eventually(t, 3*time.Minute, "StatefulSet store ready", func(ctx context.Context) (bool, error) {
-		s, err := client.AppsV1().StatefulSets(examplesNamespace).Get(ctx, "store", metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		if s.Spec.Replicas != nil && s.Status.ReadyReplicas == *s.Spec.Replicas {
-			return true, nil
-		}
-		return false, fmt.Errorf("%d ready", s.Status.ReadyReplicas)
+	storeOnce.Do(func() {
+		apply(t, overlay(t, "examples/statefulset", ""))
+		eventually(t, 3*time.Minute, "StatefulSet store ready", func(ctx context.Context) (bool, error) {
+			s, err := client.AppsV1().StatefulSets(examplesNamespace).Get(ctx, "store", metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			if s.Spec.Replicas != nil && s.Status.ReadyReplicas == *s.Spec.Replicas {
+				return true, nil
+			}
+			return false, fmt.Errorf("%d ready", s.Status.ReadyReplicas)
+		})
 	})
+}
+
+func TestStatefulSetPodServesTLSForItsOwnHeadlessName(t *testing.T) {
+	requireStore(t)
 	for _, p := range pods(t, examplesNamespace, "app=store") {
 		verifyPod(t, p, p.Name+".store."+examplesNamespace+".svc.cluster.local")
 	}

@@ -37,6 +37,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -323,4 +324,12 @@ func (n *Node) Stop() error {
 		errs = append(errs, n.state.restore())
 	}
 	return errors.Join(errs...)
+}
+
+// KillContainer kills a container of the node (its ID as in a pod's
+// status, containerd://<id>) with SIGKILL, as a crash or the OOM killer
+// would; the kubelet sees it exit and restarts it by the pod's policy.
+func (n *Node) KillContainer(id string) error {
+	id = strings.TrimPrefix(id, "containerd://")
+	return run("ctr", "--address", n.containerdSocket(), "-n", "k8s.io", "tasks", "kill", "--signal", "SIGKILL", id)
 }
