@@ -51,6 +51,10 @@ $(BIN)/kubelet $(BIN)/kube-proxy $(BIN)/kube-scheduler &: tools/kube/go.mod tool
 	@cd tools/kube && $(GO) build -trimpath -o $(BIN)/ ./cmd/kubelet ./cmd/kube-proxy ./cmd/kube-scheduler
 	@touch $(NODE)
 
+.PHONY: e2e
+e2e: $(CONTROLPLANE) $(NODE) ## Run every shipped example in real pods on a real local node (root, Linux; see README).
+	$(GO) test -tags e2e -count=1 -timeout 10m -v ./e2e/
+
 .PHONY: lint
 lint: $(GOLANGCI_LINT) ## gofmt check, go vet, golangci-lint, go mod tidy check.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
