@@ -11,7 +11,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 )
 
 var webOnce sync.Once
@@ -120,5 +122,32 @@ func TestJobCompletesWithAClientCertificateAndLeavesNoCSR(t *testing.T) {
 		if c.Spec.Username == "system:serviceaccount:"+examplesNamespace+":nightly-report" {
 			t.Errorf("CSR %s of the Job is left behind", c.Name)
 		}
+	}
+}
+
+// Runs last (it takes a web pod away): the kubelet sends SIGTERM to the
+// app, then to the native sidecar; the Pod object goes once every
+// container has ended, which takes the whole grace period if one ignores
+// the signal.
+func TestDeletedPodsContainersEndWithinTheGracePeriod(t *testing.T) {
+	requireWeb(t)
+	list := pods(t, examplesNamespace, "app=web")
+	if len(list) == 0 {
+		t.Fatal("no web pod")
+	}
+	pod := list[0]
+	grace := time.Duration(ptr.Deref(pod.Spec.TerminationGracePeriodSeconds, 30)) * time.Second
+	started := time.Now()
+	if err := client.CoreV1().Pods(examplesNamespace).Delete(t.Context(), pod.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, grace+time.Minute, "pod "+pod.Name+" to be gone", func(ctx context.Context) (bool, error) {
+		_, err := client.CoreV1().Pods(examplesNamespace).Get(ctx, pod.Name, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
+	if took := time.Since(started); took >= grace {
+		t.Errorf("pod took %s to end, its grace period is %s: a container ignored SIGTERM", took.Round(time.Second), grace)
+	} else {
+		t.Logf("pod ended %s after deletion (grace period %s)", took.Round(100*time.Millisecond), grace)
 	}
 }
