@@ -10,6 +10,7 @@ CONTROLPLANE  := $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-controller-manage
 GOLANGCI_LINT := $(BIN)/golangci-lint
 GOLANGCI_LINT_VERSION := v2.15.0
 TEST_TIMEOUT  ?= 20m
+NODE          := $(BIN)/kubelet $(BIN)/kube-proxy $(BIN)/kube-scheduler
 
 export CSR_AGENT_BIN_DIR := $(BIN)
 
@@ -25,7 +26,7 @@ build: ## Build the agent and controller into bin/ (static, stripped).
 controlplane: $(CONTROLPLANE) ## Build etcd, kube-apiserver and kube-controller-manager (once; minutes the first time).
 
 # The control plane is rebuilt only when its pinned versions or mains change.
-$(BIN)/kube-apiserver $(BIN)/kube-controller-manager &: tools/kube/go.mod tools/kube/go.sum $(wildcard tools/kube/cmd/*/*.go tools/lifeline/*.go)
+$(BIN)/kube-apiserver $(BIN)/kube-controller-manager &: tools/kube/go.mod tools/kube/go.sum $(wildcard tools/kube/cmd/kube-apiserver/*.go tools/kube/cmd/kube-controller-manager/*.go tools/lifeline/*.go)
 	@echo ">> building kube-apiserver and kube-controller-manager $$(grep -o "k8s.io/kubernetes v[^ ]*" tools/kube/go.mod | head -1) (first build takes several minutes)"
 	@cd tools/kube && $(GO) build -v -trimpath -o $(BIN)/ ./cmd/kube-apiserver ./cmd/kube-controller-manager 2>&1 \
 		| awk '{ n++; if (n % 200 == 0) { printf "   %d packages compiled\n", n; fflush() } } /\.go:|error|cannot/ { print }'
@@ -40,6 +41,19 @@ test: $(CONTROLPLANE) ## Run unit and integration tests (-race) against a real l
 	@hack/check-no-strays.sh $(BIN) list > $(BIN)/.running-before-test
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 	@hack/check-no-strays.sh $(BIN) check $(BIN)/.running-before-test
+
+.PHONY: node
+node: $(NODE) ## Build kubelet, kube-proxy and kube-scheduler for the end-to-end node (once; minutes the first time).
+
+# Built like the control plane, from the same pinned module.
+$(BIN)/kubelet $(BIN)/kube-proxy $(BIN)/kube-scheduler &: tools/kube/go.mod tools/kube/go.sum $(wildcard tools/kube/cmd/kubelet/*.go tools/kube/cmd/kube-proxy/*.go tools/kube/cmd/kube-scheduler/*.go tools/lifeline/*.go)
+	@echo ">> building kubelet, kube-proxy and kube-scheduler $$(grep -o "k8s.io/kubernetes v[^ ]*" tools/kube/go.mod | head -1) (first build takes several minutes)"
+	@cd tools/kube && $(GO) build -trimpath -o $(BIN)/ ./cmd/kubelet ./cmd/kube-proxy ./cmd/kube-scheduler
+	@touch $(NODE)
+
+.PHONY: e2e
+e2e: $(CONTROLPLANE) $(NODE) ## Run every shipped example in real pods on a real local node (root, Linux; see README).
+	$(GO) test -tags e2e -count=1 -timeout 10m -v ./e2e/
 
 .PHONY: lint
 lint: $(GOLANGCI_LINT) ## gofmt check, go vet, golangci-lint, go mod tidy check.

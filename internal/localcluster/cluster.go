@@ -56,6 +56,9 @@ type Options struct {
 	// ControllerManagerArgs are extra kube-controller-manager arguments,
 	// e.g. "--kube-api-qps=500"; RestartControllerManager replaces them.
 	ControllerManagerArgs []string
+	// Serving, when set, makes the kube-apiserver reachable from the pods
+	// of a real node (see Serving); default: loopback only.
+	Serving *Serving
 }
 
 // Cluster is a running control plane.
@@ -137,6 +140,18 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	// PodCertificateRequests for its own pods (see NodeConfig).
 	api.Configure().Set("authorization-mode", "Node,RBAC")
 	api.Configure().Set("enable-admission-plugins", "NodeRestriction")
+	if s := opts.Serving; s != nil {
+		// envtest picks a loopback address unless given a port too.
+		if api.SecureServing.Port, err = freePort(s.Address); err != nil {
+			return nil, err
+		}
+		api.SecureServing.Address = s.Address.String()
+		if api.SecureServing.CA, err = writeServingCerts(api.CertDir, *s); err != nil {
+			return nil, err
+		}
+		api.Configure().Set("advertise-address", s.Address.String())
+		api.Configure().Set("service-cluster-ip-range", s.ServiceCIDR.String())
+	}
 	for name, value := range opts.APIServerFlags {
 		api.Configure().Set(name, value)
 	}
@@ -210,6 +225,17 @@ func (c *Cluster) Stop() error {
 		errs = append(errs, os.RemoveAll(c.Dir))
 	})
 	return errors.Join(errs...)
+}
+
+// UserKubeconfig writes a kubeconfig for the given user and groups (a client
+// certificate from the cluster CA) to path, for a process to run as them.
+func (c *Cluster) UserKubeconfig(path, name string, groups ...string) error {
+	cfg, err := c.User(name, groups...)
+	if err != nil {
+		return err
+	}
+	_, err = writeKubeconfig(path, cfg)
+	return err
 }
 
 // User returns a client configuration authenticating as the given user and
