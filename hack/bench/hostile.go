@@ -107,7 +107,7 @@ func benchHostile(ctx context.Context, e *env, short bool, logf func(string, ...
 		}
 	}
 	c, a := medianRun(clean), medianRun(attacked)
-	r := &result{title: fmt.Sprintf("5. Rollout under hostile requests (%d pods, %d hostile requests from %d pods)", n, attackers*each, attackers)}
+	r := &result{title: fmt.Sprintf("8. Rollout under hostile requests (%d pods, %d hostile requests from %d pods)", n, attackers*each, attackers)}
 	r.add("all issued, under attack vs alone", ms(a.total), ms(c.total), ratio(float64(a.total), float64(c.total)),
 		"≤ 1.20", float64(a.total) <= 1.2*float64(c.total))
 	r.add("per request p99, under attack vs alone", ms(a.p99), ms(c.p99), ratio(float64(a.p99), float64(c.p99)), "–", true)
