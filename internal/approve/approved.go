@@ -40,11 +40,7 @@ import (
 func (p *Policy) DecideApproved(csr *certificatesv1.CertificateSigningRequest, facts Facts) Decision {
 	g, err := p.decideApproved(csr, facts)
 	if err != nil {
-		var d *Denial
-		if !errors.As(err, &d) {
-			d = deny(ReasonInvalidRequest, "%v", err)
-		}
-		return Decision{Reason: d.Reason, Message: d.Message}
+		return denial(err)
 	}
 	return Decision{Approve: true, Reason: ReasonApproved, Message: "approved request within the certificate template rules", Grant: g}
 }

@@ -90,11 +90,7 @@ type PodCertificateFacts struct {
 func (p *Policy) DecidePodCertificate(pcr *certificatesv1.PodCertificateRequest, facts PodCertificateFacts) Decision {
 	g, err := p.decidePodCertificate(pcr, facts)
 	if err != nil {
-		var d *Denial
-		if !errors.As(err, &d) {
-			d = deny(ReasonInvalidRequest, "%v", err)
-		}
-		return Decision{Reason: d.Reason, Message: d.Message}
+		return denial(err)
 	}
 	return Decision{
 		Approve: true,

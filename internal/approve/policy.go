@@ -256,11 +256,7 @@ func truncate(d *Denial) *Denial {
 func (p *Policy) Decide(csr *certificatesv1.CertificateSigningRequest, facts Facts) Decision {
 	g, err := p.decide(csr, facts)
 	if err != nil {
-		var d *Denial
-		if !errors.As(err, &d) {
-			d = deny(ReasonInvalidRequest, "%v", err)
-		}
-		return Decision{Reason: d.Reason, Message: d.Message}
+		return denial(err)
 	}
 	return Decision{
 		Approve: true,
@@ -298,6 +294,16 @@ func (p *Policy) decide(csr *certificatesv1.CertificateSigningRequest, facts Fac
 		Usages:            req.usages,
 		ExpirationSeconds: req.expirationSeconds,
 	}, nil
+}
+
+// denial is the Decision for a failed check: its Denial, or InvalidRequest
+// for any other error.
+func denial(err error) Decision {
+	var d *Denial
+	if !errors.As(err, &d) {
+		d = deny(ReasonInvalidRequest, "%v", err)
+	}
+	return Decision{Reason: d.Reason, Message: d.Message}
 }
 
 // inList formats up to a few allowed values for a denial message, so a user
