@@ -209,6 +209,10 @@ func TestInjectorRefusesUnknownAnnotationsAndImpossibleSettings(t *testing.T) {
 		{"notify-process without a shared process namespace", "shareProcessNamespace", func(p *corev1.Pod) {
 			p.Annotations = map[string]string{"csr-agent.io/notify-process": "nginx"}
 		}},
+		{"an app container mounting the agent's token", injector.TokenVolume, func(p *corev1.Pod) {
+			p.Spec.Containers[0].VolumeMounts = append(p.Spec.Containers[0].VolumeMounts,
+				corev1.VolumeMount{Name: injector.TokenVolume, MountPath: "/var/run/secrets/kubernetes.io/serviceaccount", ReadOnly: true})
+		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			pod := optedIn(restrictedPod(ns, "refused"))
