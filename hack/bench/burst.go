@@ -19,11 +19,8 @@ import (
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/cache"
-	watchtools "k8s.io/client-go/tools/watch"
 	"k8s.io/utils/ptr"
 
 	"github.com/csr-agent/csr-agent/internal/localcluster"
@@ -202,89 +199,6 @@ func benchBurst(ctx context.Context, e *env, short bool, logf func(string, ...an
 type burstStats struct {
 	total, p50, p99 time.Duration
 	created         time.Duration // until the last create (and approval, in the KCM runs) returned
-}
-
-// burstOnce releases n requests at once and waits until every one is
-// issued, observed by a watch on the run's label.
-func burstOnce(ctx context.Context, e *env, label string, n int, do func(context.Context, int) error) (burstStats, error) {
-	csrs := e.cluster.Client.CertificatesV1().CertificateSigningRequests()
-	list, err := csrs.List(ctx, metav1.ListOptions{LabelSelector: "bench-run=" + label})
-	if err != nil {
-		return burstStats{}, err
-	}
-	// A RetryWatcher resumes where a closed watch ended: the API server
-	// closes watches that fall behind a burst.
-	w, err := watchtools.NewRetryWatcherWithContext(ctx, list.ResourceVersion, &cache.ListWatch{
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.LabelSelector = "bench-run=" + label
-			return csrs.Watch(ctx, o)
-		},
-	})
-	if err != nil {
-		return burstStats{}, err
-	}
-	defer w.Stop()
-	sent := make([]time.Time, n)
-	returned := make([]time.Time, n)
-	issued := map[string]time.Time{}
-	start := make(chan struct{})
-	errs := make(chan error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			sent[i] = time.Now()
-			if err := do(ctx, i); err != nil {
-				errs <- err
-			}
-			returned[i] = time.Now()
-		})
-	}
-	t0 := time.Now()
-	close(start)
-	timeout := time.After(5 * time.Minute)
-	denied := 0
-	for len(issued)+denied < n {
-		select {
-		case ev, ok := <-w.ResultChan():
-			if !ok {
-				return burstStats{}, fmt.Errorf("watch ended after %d of %d issued", len(issued), n)
-			}
-			csr, isCSR := ev.Object.(*certificatesv1.CertificateSigningRequest)
-			if !isCSR {
-				return burstStats{}, fmt.Errorf("watch: %s %v", ev.Type, ev.Object)
-			}
-			if _, seen := issued[csr.Name]; !seen && len(csr.Status.Certificate) > 0 {
-				issued[csr.Name] = time.Now()
-			}
-			for _, c := range csr.Status.Conditions {
-				if c.Type == certificatesv1.CertificateDenied || c.Type == certificatesv1.CertificateFailed {
-					return burstStats{}, fmt.Errorf("%s %s: %s: %s", csr.Name, c.Type, c.Reason, c.Message)
-				}
-			}
-		case err := <-errs:
-			return burstStats{}, err
-		case <-timeout:
-			return burstStats{}, fmt.Errorf("%d of %d issued after 5 minutes", len(issued), n)
-		case <-ctx.Done():
-			return burstStats{}, ctx.Err()
-		}
-	}
-	wg.Wait()
-	var last, lastCreated time.Time
-	var each []time.Duration
-	for i := range n {
-		at := issued[burstName(label, i)]
-		last = maxTime(last, at)
-		lastCreated = maxTime(lastCreated, returned[i])
-		each = append(each, at.Sub(sent[i]))
-	}
-	each = sortedCopy(each)
-	// Clean up, so that the next run's informers and watches see only theirs.
-	if err := csrs.DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "bench-run=" + label}); err != nil {
-		return burstStats{}, err
-	}
-	return burstStats{total: last.Sub(t0), p50: percentile(each, .5), p99: percentile(each, .99), created: lastCreated.Sub(t0)}, nil
 }
 
 // medianRun is the round with the median total time (of an even number,

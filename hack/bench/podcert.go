@@ -9,18 +9,14 @@ import (
 	"crypto/x509/pkix"
 	"fmt"
 	"net"
-	"sync"
-	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/cache"
-	watchtools "k8s.io/client-go/tools/watch"
 	"k8s.io/utils/ptr"
 
 	"github.com/csr-agent/csr-agent/internal/localcluster"
@@ -161,76 +157,29 @@ func benchPodCertificates(ctx context.Context, e *env, short bool, logf func(str
 // pcrBurstOnce is burstOnce for PodCertificateRequests of namespace ns.
 func pcrBurstOnce(ctx context.Context, e *env, ns, label string, n int, do func(context.Context, int) error) (burstStats, error) {
 	pcrs := e.cluster.Client.CertificatesV1().PodCertificateRequests(ns)
-	list, err := pcrs.List(ctx, metav1.ListOptions{LabelSelector: "bench-run=" + label})
-	if err != nil {
-		return burstStats{}, err
-	}
-	w, err := watchtools.NewRetryWatcherWithContext(ctx, list.ResourceVersion, &cache.ListWatch{
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.LabelSelector = "bench-run=" + label
-			return pcrs.Watch(ctx, o)
+	return measureBurst(ctx, burstAPI{
+		list: func(ctx context.Context, o metav1.ListOptions) (string, error) {
+			l, err := pcrs.List(ctx, o)
+			if err != nil {
+				return "", err
+			}
+			return l.ResourceVersion, nil
 		},
-	})
-	if err != nil {
-		return burstStats{}, err
-	}
-	defer w.Stop()
-	sent, returned := make([]time.Time, n), make([]time.Time, n)
-	issued := map[string]time.Time{}
-	start := make(chan struct{})
-	errs := make(chan error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			sent[i] = time.Now()
-			if err := do(ctx, i); err != nil {
-				errs <- err
-			}
-			returned[i] = time.Now()
-		})
-	}
-	t0 := time.Now()
-	close(start)
-	timeout := time.After(5 * time.Minute)
-	for len(issued) < n {
-		select {
-		case ev, ok := <-w.ResultChan():
+		watch: pcrs.Watch,
+		deleteAll: func(ctx context.Context, o metav1.ListOptions) error {
+			return pcrs.DeleteCollection(ctx, metav1.DeleteOptions{}, o)
+		},
+		outcome: func(obj runtime.Object) (string, bool, error, bool) {
+			pcr, ok := obj.(*certificatesv1.PodCertificateRequest)
 			if !ok {
-				return burstStats{}, fmt.Errorf("watch ended after %d of %d issued", len(issued), n)
-			}
-			pcr, isPCR := ev.Object.(*certificatesv1.PodCertificateRequest)
-			if !isPCR {
-				return burstStats{}, fmt.Errorf("watch: %s %v", ev.Type, ev.Object)
-			}
-			if _, seen := issued[pcr.Name]; !seen && pcr.Status.CertificateChain != "" {
-				issued[pcr.Name] = time.Now()
+				return "", false, nil, false
 			}
 			for _, t := range []string{certificatesv1.PodCertificateRequestConditionTypeDenied, certificatesv1.PodCertificateRequestConditionTypeFailed} {
 				if c := meta.FindStatusCondition(pcr.Status.Conditions, t); c != nil {
-					return burstStats{}, fmt.Errorf("%s %s: %s: %s", pcr.Name, c.Type, c.Reason, c.Message)
+					return pcr.Name, false, fmt.Errorf("%s %s: %s: %s", pcr.Name, c.Type, c.Reason, c.Message), true
 				}
 			}
-		case err := <-errs:
-			return burstStats{}, err
-		case <-timeout:
-			return burstStats{}, fmt.Errorf("%d of %d issued after 5 minutes", len(issued), n)
-		case <-ctx.Done():
-			return burstStats{}, ctx.Err()
-		}
-	}
-	wg.Wait()
-	var last, lastCreated time.Time
-	var each []time.Duration
-	for i := range n {
-		at := issued[burstName(label, i)]
-		last = maxTime(last, at)
-		lastCreated = maxTime(lastCreated, returned[i])
-		each = append(each, at.Sub(sent[i]))
-	}
-	each = sortedCopy(each)
-	if err := pcrs.DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "bench-run=" + label}); err != nil {
-		return burstStats{}, err
-	}
-	return burstStats{total: last.Sub(t0), p50: percentile(each, .5), p99: percentile(each, .99), created: lastCreated.Sub(t0)}, nil
+			return pcr.Name, pcr.Status.CertificateChain != "", nil, true
+		},
+	}, label, n, do)
 }
