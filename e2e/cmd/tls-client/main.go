@@ -6,8 +6,10 @@
 // handshake, so renewals are used).
 //
 // It makes -count requests (0: until SIGTERM) every -interval, prints one
-// JSON line per failure and a summary line at the end, and exits 1 if any
-// request failed.
+// JSON line per failure (with -print-ok, per success too) and a summary line
+// at the end, and exits 1 if any request failed. Requests GET -path, or
+// POST -post (a JSON body) to it, as the client-certificate example's curl
+// asks the API server who it is.
 package main
 
 import (
@@ -25,6 +27,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -48,6 +51,9 @@ func run() (bool, error) {
 	certDir := flag.String("cert-dir", "", "directory with the client's tls.crt and tls.key")
 	count := flag.Int("count", 1, "requests to make; 0: until SIGTERM")
 	interval := flag.Duration("interval", 100*time.Millisecond, "pause between requests")
+	path := flag.String("path", "/", "request path")
+	post := flag.String("post", "", "JSON body to POST (default: GET)")
+	printOK := flag.Bool("print-ok", false, "print every response body")
 	flag.Parse()
 	if *addr == "" || *serverName == "" || *caFile == "" {
 		return false, errors.New("-addr, -server-name and -ca are required")
@@ -89,7 +95,7 @@ func run() (bool, error) {
 		if ctx.Err() != nil {
 			break
 		}
-		body, err := get(ctx, client, "https://"+*serverName+"/")
+		body, err := request(ctx, client, "https://"+*serverName+*path, *post)
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -101,16 +107,27 @@ func run() (bool, error) {
 		}
 		ok++
 		last = body
+		if *printOK {
+			out, _ := json.Marshal(map[string]string{"msg": "ok", "body": body})
+			fmt.Println(string(out))
+		}
 	}
 	out, _ := json.Marshal(map[string]string{"msg": "done", "ok": strconv.Itoa(ok), "failed": strconv.Itoa(fails), "last": last})
 	fmt.Println(string(out))
 	return fails > 0, nil
 }
 
-func get(ctx context.Context, c *http.Client, url string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+func request(ctx context.Context, c *http.Client, url, post string) (string, error) {
+	method, reqBody := http.MethodGet, io.Reader(nil)
+	if post != "" {
+		method, reqBody = http.MethodPost, strings.NewReader(post)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, reqBody)
 	if err != nil {
 		return "", err
+	}
+	if post != "" {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.Do(req)
 	if err != nil {
@@ -121,7 +138,7 @@ func get(ctx context.Context, c *http.Client, url string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode/100 != 2 {
 		return "", fmt.Errorf("status %s", resp.Status)
 	}
 	return string(body), nil
