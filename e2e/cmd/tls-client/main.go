@@ -84,7 +84,7 @@ func run() (bool, error) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	ok, fails := 0, 0
-	var last string
+	var last, lastServer string
 	for i := 0; *count == 0 || i < *count; i++ {
 		if i > 0 {
 			select {
@@ -95,7 +95,7 @@ func run() (bool, error) {
 		if ctx.Err() != nil {
 			break
 		}
-		body, err := request(ctx, client, "https://"+*serverName+*path, *post)
+		body, server, err := request(ctx, client, "https://"+*serverName+*path, *post)
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -106,40 +106,51 @@ func run() (bool, error) {
 			continue
 		}
 		ok++
-		last = body
+		last, lastServer = body, server
 		if *printOK {
 			out, _ := json.Marshal(map[string]string{"msg": "ok", "body": body})
 			fmt.Println(string(out))
 		}
 	}
-	out, _ := json.Marshal(map[string]string{"msg": "done", "ok": strconv.Itoa(ok), "failed": strconv.Itoa(fails), "last": last})
+	out, _ := json.Marshal(map[string]string{"msg": "done", "ok": strconv.Itoa(ok), "failed": strconv.Itoa(fails), "last": last, "server": lastServer})
 	fmt.Println(string(out))
 	return fails > 0, nil
 }
 
-func request(ctx context.Context, c *http.Client, url, post string) (string, error) {
+func request(ctx context.Context, c *http.Client, url, post string) (body, server string, err error) {
 	method, reqBody := http.MethodGet, io.Reader(nil)
 	if post != "" {
 		method, reqBody = http.MethodPost, strings.NewReader(post)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, url, reqBody)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	if post != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	if resp.StatusCode/100 != 2 {
-		return "", fmt.Errorf("status %s", resp.Status)
+		return "", "", fmt.Errorf("status %s", resp.Status)
 	}
-	return string(body), nil
+	return string(data), describe(resp.TLS), nil
+}
+
+// describe names the server's verified certificate, for the summary line.
+func describe(state *tls.ConnectionState) string {
+	if state == nil || len(state.PeerCertificates) == 0 {
+		return ""
+	}
+	leaf := state.PeerCertificates[0]
+	return fmt.Sprintf("subject %q, DNS names %v, IPs %v, issuer %q, serial %s, valid %s to %s",
+		leaf.Subject, leaf.DNSNames, leaf.IPAddresses, leaf.Issuer, leaf.SerialNumber,
+		leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339))
 }
