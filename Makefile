@@ -10,7 +10,7 @@ CONTROLPLANE  := $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-controller-manage
 GOLANGCI_LINT := $(BIN)/golangci-lint
 GOLANGCI_LINT_VERSION := v2.15.0
 TEST_TIMEOUT  ?= 20m
-NODE          := $(BIN)/kubelet $(BIN)/kube-proxy $(BIN)/kube-scheduler
+NODE_BINS     := $(BIN)/kubelet $(BIN)/kube-proxy $(BIN)/kube-scheduler
 
 export CSR_AGENT_BIN_DIR := $(BIN)
 
@@ -43,16 +43,16 @@ test: $(CONTROLPLANE) ## Run unit and integration tests (-race) against a real l
 	@hack/check-no-strays.sh $(BIN) check $(BIN)/.running-before-test
 
 .PHONY: node
-node: $(NODE) ## Build kubelet, kube-proxy and kube-scheduler for the end-to-end node (once; minutes the first time).
+node: $(NODE_BINS) ## Build kubelet, kube-proxy and kube-scheduler for the end-to-end node (once; minutes the first time).
 
 # Built like the control plane, from the same pinned module.
 $(BIN)/kubelet $(BIN)/kube-proxy $(BIN)/kube-scheduler &: tools/kube/go.mod tools/kube/go.sum $(wildcard tools/kube/cmd/kubelet/*.go tools/kube/cmd/kube-proxy/*.go tools/kube/cmd/kube-scheduler/*.go tools/lifeline/*.go)
 	@echo ">> building kubelet, kube-proxy and kube-scheduler $$(grep -o "k8s.io/kubernetes v[^ ]*" tools/kube/go.mod | head -1) (first build takes several minutes)"
 	@cd tools/kube && $(GO) build -trimpath -o $(BIN)/ ./cmd/kubelet ./cmd/kube-proxy ./cmd/kube-scheduler
-	@touch $(NODE)
+	@touch $(NODE_BINS)
 
 .PHONY: e2e
-e2e: $(CONTROLPLANE) $(NODE) ## Run every shipped example in real pods on a real local node (root, Linux; see README).
+e2e: $(CONTROLPLANE) $(NODE_BINS) ## Run every shipped example in real pods on a real local node (root, Linux; see README).
 	$(GO) test -tags e2e -count=1 -timeout 10m -v ./e2e/
 
 .PHONY: lint
@@ -67,9 +67,16 @@ $(GOLANGCI_LINT):
 	GOBIN=$(BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
 .PHONY: demo
-demo: $(CONTROLPLANE) build ## Run csr-agent end to end on a local control plane (KEEP=1: keep it running to explore).
+demo: $(CONTROLPLANE) build $(if $(NODE),$(NODE_BINS)) ## Run csr-agent end to end on a local control plane (KEEP=1: keep it running to explore; NODE=1: in real pods on a real node, root).
+ifdef NODE
+	@# The same story in real pods: the controller Deployment, then the
+	@# native-sidecar example serving, verified, renewed and reloaded with a
+	@# client handshaking throughout (see README, End-to-end).
+	$(GO) test -tags e2e -count=1 -timeout 10m -v -run '^(TestControllerDeploymentBecomesReadyAndPublishesItsTrustBundle|TestNativeSidecarServesTLSAClientPodVerifiesAndRenewsWithoutAFailedHandshake)$$' ./e2e/
+else
 	@$(GO) build -o $(BIN)/demo ./cmd/demo
 	@$(BIN)/demo -bin $(BIN) $(if $(KEEP),-keep)
+endif
 
 .PHONY: bench
 bench: $(CONTROLPLANE) ## Run every benchmark (about 12 min) and write the results into BENCHMARKS.md.
