@@ -65,7 +65,7 @@ func alerts(t *testing.T) []rule {
 
 func promtool(t *testing.T, args ...string) {
 	t.Helper()
-	cmd := exec.CommandContext(t.Context(), testenv.Tool(t, "promtool"), args...)
+	cmd := exec.CommandContext(t.Context(), testenv.Tool(t, "promtool", "promtool"), args...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
