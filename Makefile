@@ -39,6 +39,8 @@ $(BIN)/etcd: tools/etcd/go.mod tools/etcd/go.sum $(wildcard tools/etcd/*.go tool
 # --- Monitoring: promtool runs the alerts' unit tests (manifests/monitoring),
 # promql-selectors lists what the alerts and the dashboard query; both from
 # the Prometheus version pinned in tools/promtool, rebuilt only when it moves.
+# remove_all_sd (Prometheus's own build tag) leaves out service discovery,
+# which rule tests never use and whose cloud SDKs are most of the build.
 PROMTOOL := $(BIN)/promtool $(BIN)/promql-selectors
 
 .PHONY: promtool
@@ -46,7 +48,7 @@ promtool: $(PROMTOOL) ## Build promtool and promql-selectors for the monitoring 
 
 $(BIN)/promtool $(BIN)/promql-selectors &: tools/promtool/go.mod tools/promtool/go.sum $(wildcard tools/promtool/promql-selectors/*.go)
 	@echo ">> building promtool $$(grep -o "github.com/prometheus/prometheus v[^ ]*" tools/promtool/go.mod | head -1)"
-	@cd tools/promtool && $(GO) build -trimpath -o $(BIN)/ github.com/prometheus/prometheus/cmd/promtool ./promql-selectors
+	@cd tools/promtool && $(GO) build -trimpath -tags remove_all_sd -o $(BIN)/ github.com/prometheus/prometheus/cmd/promtool ./promql-selectors
 	@touch $(PROMTOOL)
 # --- end of monitoring
 

@@ -4,6 +4,7 @@
 //	rules.yaml           the alerts, a Prometheus rules file (the source)
 //	prometheusrule.yaml  the same groups as a PrometheusRule, generated
 //	rules.test.yaml      unit tests of the alerts for `promtool test rules`
+//	scrape.yaml          a ServiceMonitor (controller) and a PodMonitor (agents)
 //	dashboard.json       the Grafana dashboard
 //	kustomization.yaml   the PrometheusRule and the dashboard's ConfigMap,
 //	                     opt-in: `kubectl apply -k manifests/monitoring`
