@@ -2,6 +2,7 @@ package monitoring_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"os"
 	"os/exec"
@@ -221,4 +222,65 @@ func prometheusRule(t *testing.T, rules []byte) []byte {
 		b.WriteString(line)
 	}
 	return b.Bytes()
+}
+
+// The dashboard imports anywhere: every panel queries through the data
+// source variable (no data source uid of one Grafana baked in), has a
+// query, and fits the 24-column grid; panel ids are unique.
+func TestDashboardPanelsQueryThroughTheDataSourceVariable(t *testing.T) {
+	data, err := os.ReadFile("dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type datasource struct{ Type, UID string }
+	var d struct {
+		UID    string `json:"uid"`
+		Panels []struct {
+			ID         int         `json:"id"`
+			Type       string      `json:"type"`
+			Title      string      `json:"title"`
+			Datasource *datasource `json:"datasource"`
+			GridPos    struct{ X, W int }
+			Targets    []struct {
+				Expr       string      `json:"expr"`
+				Datasource *datasource `json:"datasource"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(data, &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.UID == "" || len(d.Panels) == 0 {
+		t.Fatal("no uid or no panels")
+	}
+	ids := map[int]bool{}
+	for _, p := range d.Panels {
+		if ids[p.ID] {
+			t.Errorf("panel id %d twice", p.ID)
+		}
+		ids[p.ID] = true
+		if p.GridPos.W <= 0 || p.GridPos.X+p.GridPos.W > 24 {
+			t.Errorf("%q: outside the 24-column grid", p.Title)
+		}
+		if p.Type == "row" {
+			continue
+		}
+		if len(p.Targets) == 0 {
+			t.Errorf("%q: no query", p.Title)
+		}
+		sources := []*datasource{p.Datasource}
+		for _, q := range p.Targets {
+			sources = append(sources, q.Datasource)
+		}
+		for _, ds := range sources {
+			if ds == nil || ds.Type != "prometheus" || ds.UID != "${datasource}" {
+				t.Errorf("%q: data source %+v, want prometheus ${datasource}", p.Title, ds)
+			}
+		}
+		for _, q := range p.Targets {
+			if strings.TrimSpace(q.Expr) == "" {
+				t.Errorf("%q: an empty query", p.Title)
+			}
+		}
+	}
 }
