@@ -36,8 +36,24 @@ $(BIN)/etcd: tools/etcd/go.mod tools/etcd/go.sum $(wildcard tools/etcd/*.go tool
 	@echo ">> building etcd $$(grep -o "go.etcd.io/etcd/server/v3 v[^ ]*" tools/etcd/go.mod | head -1)"
 	@cd tools/etcd && $(GO) build -trimpath -o $(BIN)/etcd .
 
+# --- Monitoring: promtool runs the alerts' unit tests (manifests/monitoring),
+# promql-selectors lists what the alerts and the dashboard query; both from
+# the Prometheus version pinned in tools/promtool, rebuilt only when it moves.
+# remove_all_sd (Prometheus's own build tag) leaves out service discovery,
+# which rule tests never use and whose cloud SDKs are most of the build.
+PROMTOOL := $(BIN)/promtool $(BIN)/promql-selectors
+
+.PHONY: promtool
+promtool: $(PROMTOOL) ## Build promtool and promql-selectors for the monitoring tests (once; a few minutes the first time).
+
+$(BIN)/promtool $(BIN)/promql-selectors &: tools/promtool/go.mod tools/promtool/go.sum $(wildcard tools/promtool/promql-selectors/*.go)
+	@echo ">> building promtool $$(grep -o "github.com/prometheus/prometheus v[^ ]*" tools/promtool/go.mod | head -1)"
+	@cd tools/promtool && $(GO) build -trimpath -tags remove_all_sd -o $(BIN)/ github.com/prometheus/prometheus/cmd/promtool ./promql-selectors
+	@touch $(PROMTOOL)
+# --- end of monitoring
+
 .PHONY: test
-test: $(CONTROLPLANE) ## Run unit and integration tests (-race) against a real local control plane.
+test: $(CONTROLPLANE) $(PROMTOOL) ## Run unit and integration tests (-race) against a real local control plane.
 	@hack/check-no-strays.sh $(BIN) list > $(BIN)/.running-before-test
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 	@hack/check-no-strays.sh $(BIN) check $(BIN)/.running-before-test
@@ -60,7 +76,7 @@ lint: $(GOLANGCI_LINT) ## gofmt check, go vet, golangci-lint, go mod tidy check.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GOLANGCI_LINT) run ./...
-	@for d in . tools/kube tools/etcd tools/lifeline; do (cd $$d && $(GO) mod tidy -diff) || { echo "go mod tidy needed in $$d"; exit 1; }; done
+	@for d in . tools/kube tools/etcd tools/lifeline tools/promtool; do (cd $$d && $(GO) mod tidy -diff) || { echo "go mod tidy needed in $$d"; exit 1; }; done
 
 $(GOLANGCI_LINT):
 	@echo ">> installing golangci-lint $(GOLANGCI_LINT_VERSION)"
