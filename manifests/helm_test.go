@@ -79,7 +79,10 @@ func TestHelmChartIsAcceptedByTheAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kubectl(t, env.KubeconfigFile, out, "apply", "--server-side", "--force-conflicts", "--field-manager=helm-test", "-f", "-")
+	// The manager of every other apply of this package: the fields stay
+	// with one manager, and the later dry runs of the kustomize builds meet
+	// no conflict.
+	kubectl(t, env.KubeconfigFile, out, "apply", "--server-side", "--force-conflicts", "--field-manager=manifests-test", "-f", "-")
 
 	// A dry run does not create the namespace the next objects need.
 	values := nonDefaults(t)
@@ -88,7 +91,7 @@ func TestHelmChartIsAcceptedByTheAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kubectl(t, env.KubeconfigFile, out, "apply", "--server-side", "--dry-run=server", "--force-conflicts", "--field-manager=helm-test", "-f", "-")
+	kubectl(t, env.KubeconfigFile, out, "apply", "--server-side", "--dry-run=server", "--force-conflicts", "--field-manager=manifests-test", "-f", "-")
 }
 
 // nonDefaults changes every value that an object other than the one
