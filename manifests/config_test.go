@@ -11,6 +11,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/csr-agent/csr-agent/internal/config"
 )
@@ -137,6 +138,16 @@ func TestControllerDeploymentGivesAValidConfigurationMatchingItsRBAC(t *testing.
 	if n := convert[appsv1.Deployment](t, deploy).Spec.Replicas; n == nil || *n < 2 {
 		t.Errorf("replicas = %v, want at least 2 (a standby)", n)
 	}
+	checkControllerConfig(t, objs)
+}
+
+// checkControllerConfig checks that the controller's Deployment among objs
+// gives it a configuration it accepts, with probes on its health port, and
+// that its RBAC names the objects that configuration names. It returns the
+// configuration.
+func checkControllerConfig(t *testing.T, objs []*unstructured.Unstructured) *config.Controller {
+	t.Helper()
+	deploy := find(t, objs, "Deployment", "csr-agent-controller")
 	tmpl := podTemplate(t, deploy)
 	ctr := container(t, tmpl, "controller")
 	isolateEnv(t, config.ControllerDocs())
@@ -186,6 +197,7 @@ func TestControllerDeploymentGivesAValidConfigurationMatchingItsRBAC(t *testing.
 			t.Errorf("Role in %s does not grant %s %s/%s, which the configuration uses", ns.Namespace, c.resource, c.namespace, c.name)
 		}
 	}
+	return cfg
 }
 
 func namedIn(rules []rbacv1.PolicyRule, resource, name string) bool {

@@ -3,8 +3,6 @@ package manifests_test
 import (
 	"bytes"
 	"context"
-	"errors"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -21,7 +19,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
 	"github.com/csr-agent/csr-agent/internal/testenv"
@@ -83,19 +80,9 @@ func build(t *testing.T, dir string) (yamlOut []byte, objs []*unstructured.Unstr
 		return k.yaml, k.objs
 	}
 	out := kubectl(t, "", nil, "kustomize", dir)
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
-	for {
-		obj := &unstructured.Unstructured{}
-		err := dec.Decode(&obj.Object)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("decoding kustomize output of %s: %v", dir, err)
-		}
-		if len(obj.Object) > 0 {
-			objs = append(objs, obj)
-		}
+	objs, err := decodeAll(out)
+	if err != nil {
+		t.Fatalf("decoding kustomize output of %s: %v", dir, err)
 	}
 	built.Store(dir, kustomized{yaml: out, objs: objs})
 	return out, objs

@@ -25,16 +25,7 @@ import (
 // default install plus the component) and returns its directory.
 func injectorOverlay(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	rel, err := filepath.Rel(dir, filepath.Join(repoRoot(t), "manifests"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := "resources: [" + rel + "]\ncomponents: [" + rel + "/injector]\n"
-	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return overlay(t, ".", "injector")
 }
 
 var injectorInstalled struct {

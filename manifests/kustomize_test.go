@@ -3,6 +3,7 @@ package manifests_test
 import (
 	"maps"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -81,15 +82,30 @@ func TestExamplesKustomizationHoldsEveryExample(t *testing.T) {
 }
 
 // ownCAOverlay writes the overlay the own-ca component documents and
-// returns its directory. kustomize takes only relative paths to bases.
+// returns its directory.
 func ownCAOverlay(t *testing.T) string {
+	t.Helper()
+	return overlay(t, "controller", "components/own-ca")
+}
+
+// overlay writes a kustomization of the directory base of manifests/ with
+// the given components (directories of manifests/) and returns its
+// directory. kustomize takes only relative paths to bases.
+func overlay(t *testing.T, base string, components ...string) string {
 	t.Helper()
 	dir := t.TempDir()
 	rel, err := filepath.Rel(dir, filepath.Join(repoRoot(t), "manifests"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := "resources: [" + rel + "/controller]\ncomponents: [" + rel + "/components/own-ca]\n"
+	k := "resources: [" + path.Join(rel, base) + "]\n"
+	if len(components) > 0 {
+		paths := make([]string, len(components))
+		for i, c := range components {
+			paths[i] = path.Join(rel, c)
+		}
+		k += "components: [" + strings.Join(paths, ", ") + "]\n"
+	}
 	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,9 @@
 // controller and the agent with exactly the RBAC shipped here. Its tests
 // apply every kustomization to a real API server, prove the RBAC with
 // SubjectAccessReviews, check that the examples' agent configuration is
-// valid, and check the Dockerfile at the repository root.
+// valid, and check the Dockerfile at the repository root. The Helm chart
+// charts/csr-agent installs the same objects; its tests render it with
+// Helm's SDK and compare it with these kustomize builds.
 package manifests
 
 import "embed"

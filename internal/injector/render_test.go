@@ -13,7 +13,7 @@ import (
 	"github.com/csr-agent/csr-agent/internal/docgen"
 )
 
-var update = flag.Bool("update", false, "rewrite the generated blocks of the README and of manifests/injector")
+var update = flag.Bool("update", false, "rewrite the generated blocks of the README, of manifests/injector and of the chart's injector templates")
 
 // generated lists every file holding blocks rendered from Annotations, and
 // the blocks in the order of their markers.
@@ -30,6 +30,8 @@ func generated() []struct {
 		{"README.md", "<!-- injector-annotations:begin -->", "<!-- injector-annotations:end -->", []string{MarkdownTable()}},
 		{"manifests/injector/mutating.yaml", BeginMarker, EndMarker, []string{MutatingVariables("  ")}},
 		{"manifests/injector/validating.yaml", BeginMarker, EndMarker, []string{ValidatingVariables("  "), Validations("  ")}},
+		{"charts/csr-agent/templates/injector-mutating.yaml", BeginMarker, EndMarker, []string{MutatingVariables("  ")}},
+		{"charts/csr-agent/templates/injector-validating.yaml", BeginMarker, EndMarker, []string{ValidatingVariables("  "), Validations("  ")}},
 	}
 }
 
