@@ -67,7 +67,7 @@ func TestQueryCheckCatchesRenamedMetricsAndLabels(t *testing.T) {
 	}{
 		{query{Selectors: []selector{{Name: "csr_agent_reddy"}}}, `metric "csr_agent_reddy" is exposed by neither`},
 		{query{Selectors: []selector{{Name: "csr_agent_ready", Matchers: []matcher{{Label: "reslt", Type: "=", Value: "x"}}}}}, `label "reslt"`},
-		{query{Selectors: []selector{{Name: "csr_agent_ready", Matchers: []matcher{{Label: "result", Type: "=", Value: "sucess"}}}}}, `value "sucess"`},
+		{query{Selectors: []selector{{Name: "csr_agent_ready", Matchers: []matcher{{Label: "result", Type: "=", Value: "succeeded"}}}}}, `value "succeeded"`},
 		{query{Selectors: []selector{{Name: "csr_agent_ready", Matchers: []matcher{{Label: "result", Type: "=~", Value: "fail.*"}}}}}, `matches no value`},
 		{query{Selectors: []selector{{Name: "csr_agent_ready"}}, Labels: []string{"reslt"}}, `groups by "reslt"`},
 		{query{Error: "parse error"}, "does not parse"},
