@@ -14,7 +14,8 @@ import (
 )
 
 // apiCounts are the API server's requests by "VERB resource[/subresource]",
-// summed over response codes, from its apiserver_request_total counter.
+// summed over successful response codes, with each other code apart (as
+// "VERB resource (409)"), from its apiserver_request_total counter.
 type apiCounts map[string]float64
 
 // readAPICounts scrapes the API server's /metrics as the administrator.
@@ -44,6 +45,9 @@ func readAPICounts(ctx context.Context, client kubernetes.Interface) (apiCounts,
 		if l["subresource"] != "" {
 			key += "/" + l["subresource"]
 		}
+		if !strings.HasPrefix(l["code"], "2") {
+			key += " (" + l["code"] + ")"
+		}
 		counts[key] += v
 	}
 	return counts, sc.Err()
@@ -70,7 +74,8 @@ func perRequest(before, after apiCounts, n int) string {
 	var parts []string
 	for _, k := range slices.Sorted(maps.Keys(after)) {
 		d := after[k] - before[k]
-		verb, resource, _ := strings.Cut(k, " ")
+		verb, rest, _ := strings.Cut(k, " ")
+		resource, _, _ := strings.Cut(rest, " ")
 		if d <= 0 || verb == "WATCH" || !touched(resource) {
 			continue
 		}
