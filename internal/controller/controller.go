@@ -39,10 +39,12 @@
 //   - podcert.go, podcert_sign.go: the PodCertificateRequest path
 //     (Options.PodCertificates): the kubelet's requests for podCertificate
 //     projected volumes of the same signer name, decided by
-//     approve.DecidePodCertificate from the pod and service account read
-//     live right before signing, and issued, denied or failed in one status
-//     update. Its own queue and workers; the same leader election, CA,
-//     Events and metrics (label path).
+//     approve.DecidePodCertificate from the pod read live right before
+//     signing and the service account's UID (from a cache of names and
+//     UIDs when it shows the UID the request names, else read live), and
+//     issued, denied or failed in one status update. Its own queue and
+//     workers; the same leader election, CA, Events and metrics (label
+//     path).
 //   - leader.go: Lease leader election. Every replica keeps warm caches and
 //     a loaded CA; only the leader queues CSRs and writes.
 //   - metrics.go, health.go, events.go: Prometheus metrics, /healthz and
@@ -244,7 +246,7 @@ func New(opts Options) (*Controller, error) {
 	c.informer = newInformers(opts.Client, opts.Policy, opts.CASecret)
 	if opts.PodCertificates {
 		c.pcr.watch(opts.Client, c.signer)
-		c.informer.factories = append(c.informer.factories, c.pcr.factory)
+		c.informer.factories = append(c.informer.factories, c.pcr.factories...)
 		c.informer.extraSynced = c.pcr.synced()
 	}
 	c.events, c.recorder = newEventRecorder(opts.Client)
