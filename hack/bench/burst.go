@@ -198,7 +198,7 @@ func benchBurst(ctx context.Context, e *env, short bool, logf func(string, ...an
 		totals(all["ours"]), totals(all["kcm-raised"]), totals(all["kcm-default"]))
 	r.detail("- csr-agent: %d simulated pods (created before the clock starts, %s), each creates one CSR for signer %s with its own pod-bound token, "+
 		"all released at once from %d goroutines, after one warm-up request from the last pod created was issued (the controller's pod cache "+
-		"has caught up, as it has when real pods start their containers); the controller (defaults: WORKERS 32, KUBE_API_QPS 1000, KUBE_API_BURST 3000) checks each against the live pod "+
+		"has caught up, as it has when real pods start their containers); the controller (defaults: WORKERS 128, KUBE_API_QPS 1000, KUBE_API_BURST 3000) checks each against the live pod "+
 		"(full policy), approves, and signs. Per request: from just before the create to the certificate seen on a watch.",
 		n, podsTook, signerName, n)
 	r.detail("- kube-controller-manager: %d CSRs for %s created by the same %d pod identities (so the API server sees the same create load "+

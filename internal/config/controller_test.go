@@ -38,7 +38,7 @@ func TestControllerAppliesDefaults(t *testing.T) {
 		LeaseDuration:      15 * time.Second,
 		LeaseRenewDeadline: 10 * time.Second,
 		LeaseRetryPeriod:   2 * time.Second,
-		Workers:            32,
+		Workers:            128,
 		KubeAPIQPS:         1000,
 		KubeAPIBurst:       3000,
 		MetricsAddr:        ":8080",

@@ -81,7 +81,8 @@
 //     limiter for 5.5 s, longer than kube-controller-manager's signer
 //     takes at raised QPS for the whole burst. Server-side, API Priority
 //     and Fairness (the shipped FlowSchema) still protects the API server.
-//     WORKERS defaults to 32: a CSR waits on API round trips, not on CPU.
+//     WORKERS defaults to 128: a CSR waits on three API round trips in a
+//     row, not on CPU.
 //   - Operation: METRICS_ADDR and HEALTH_ADDR (set to "" to turn the
 //     endpoint off; they cannot share an address), LOG_FORMAT, LOG_LEVEL,
 //     KUBECONFIG.
