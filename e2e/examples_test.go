@@ -64,6 +64,7 @@ func TestNativeSidecarServesTLSAClientPodVerifiesAndRenewsWithoutAFailedHandshak
 	if !ok || !strings.Contains(out, "hello from "+target.Name+" over TLS") {
 		t.Fatalf("client pod failed to verify %s for %s:\n%s", target.Name, serverName, out)
 	}
+	t.Logf("before the renewal, a client pod verified %s for %s: %s", target.Name, serverName, lastLine(out))
 
 	// Renewal: a client handshakes every 100ms for about a minute while
 	// the agent renews (20s after issuance) and signals the app.
@@ -80,5 +81,11 @@ func TestNativeSidecarServesTLSAClientPodVerifiesAndRenewsWithoutAFailedHandshak
 	if !ok || !strings.Contains(out, `"failed":"0"`) {
 		t.Errorf("handshakes failed during renewal:\n%s", out)
 	}
-	t.Logf("app log:\n%s\nclient: %s", appLog, out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:])
+	t.Logf("app log:\n%s\nclient handshaking across the renewal: %s", appLog, lastLine(out))
+}
+
+// lastLine is a log's last line: tls-client's summary.
+func lastLine(out string) string {
+	out = strings.TrimSpace(out)
+	return out[strings.LastIndex(out, "\n")+1:]
 }

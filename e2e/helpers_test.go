@@ -176,11 +176,18 @@ func clientPod(t *testing.T, ns, name string, timeout time.Duration, args ...str
 
 func startClientPod(t *testing.T, ns, name string, args ...string) {
 	t.Helper()
-	ctx := t.Context()
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "e2e-ca", Namespace: ns}, Data: map[string]string{"ca.crt": trustBundle(t)}}
-	if _, err := client.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+	if _, err := client.CoreV1().ConfigMaps(ns).Create(t.Context(), cm, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
+	startClientPodTrusting(t, ns, name, cm.Name, args...)
+}
+
+// startClientPodTrusting starts tls-client with the ca.crt of ConfigMap
+// caConfigMap at /ca/ca.crt.
+func startClientPodTrusting(t *testing.T, ns, name, caConfigMap string, args ...string) {
+	t.Helper()
+	ctx := t.Context()
 	psc, sc := restricted()
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
@@ -194,7 +201,7 @@ func startClientPod(t *testing.T, ns, name string, args ...string) {
 				VolumeMounts:    []corev1.VolumeMount{{Name: "ca", MountPath: "/ca", ReadOnly: true}},
 			}},
 			Volumes: []corev1.Volume{{Name: "ca", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
-				LocalObjectReference: corev1.LocalObjectReference{Name: "e2e-ca"}}}}},
+				LocalObjectReference: corev1.LocalObjectReference{Name: caConfigMap}}}}},
 		},
 	}
 	if _, err := client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {

@@ -79,22 +79,47 @@ func TestStatefulSetPodServesTLSForItsOwnHeadlessName(t *testing.T) {
 	}
 }
 
+// mtlsWeb is the native-sidecar example again as web-mtls (one pod), its
+// app refusing clients without a certificate of ca.crt; the kubelet's
+// probe, which has none, only connects.
+const mtlsWeb = `nameSuffix: -mtls
+patches:
+- target: {kind: Deployment, name: web}
+  patch: |-
+    - {op: replace, path: /spec/replicas, value: 1}
+    - {op: replace, path: /spec/selector/matchLabels/app, value: web-mtls}
+    - {op: replace, path: /spec/template/metadata/labels/app, value: web-mtls}
+    - {op: test, path: /spec/template/spec/initContainers/0/env/4/name, value: SERVICE_NAMES}
+    - {op: replace, path: /spec/template/spec/initContainers/0/env/4/value, value: web-mtls}
+    - {op: add, path: /spec/template/spec/containers/0/args, value: [-require-client-cert]}
+    - {op: replace, path: /spec/template/spec/containers/0/readinessProbe, value: {tcpSocket: {port: https}}}
+- target: {kind: Service, name: web}
+  patch: |-
+    - {op: replace, path: /spec/selector/app, value: web-mtls}
+`
+
 // The Job's report container is curl in the example; here tls-client does
-// what that curl does (presents the pod's client certificate to the web
-// example, verifying it for web's Service name) against a web pod's IP, as
-// no cluster DNS runs.
-func TestJobCompletesWithAClientCertificateAndLeavesNoCSR(t *testing.T) {
-	requireWeb(t)
-	web := pods(t, examplesNamespace, "app=web")
-	if len(web) == 0 {
-		t.Fatal("no web pod")
+// what that curl does (presents the pod's client certificate to a server,
+// verifying the server for its Service name) against the pod IP of a web
+// app that requires client certificates, as no cluster DNS runs.
+func TestJobCompletesWithAClientCertificateAServerRequiringOneAcceptsAndLeavesNoCSR(t *testing.T) {
+	requireController(t)
+	apply(t, overlay(t, "examples/native-sidecar", mtlsWeb))
+	waitDeployment(t, examplesNamespace, "web-mtls", 3*time.Minute)
+	server := findPod(t, "app=web-mtls")
+	serverName := "web-mtls." + examplesNamespace + ".svc"
+	// The server's own check: a client without a certificate is refused.
+	out, ok := clientPod(t, examplesNamespace, "no-client-certificate-mtls", time.Minute,
+		"-addr="+server.Status.PodIP+":8443", "-server-name="+serverName)
+	if ok || !strings.Contains(out, "certificate required") {
+		t.Fatalf("web-mtls served a client without a certificate:\n%s", out)
 	}
 	patch := fmt.Sprintf(`patches:
 - target: {kind: Job, name: nightly-report}
   patch: |-
     - {op: replace, path: /spec/template/spec/containers/0/image, value: %s}
-    - {op: replace, path: /spec/template/spec/containers/0/command, value: [/tls-client, -addr=%s:8443, -server-name=web.%s.svc, -ca=/var/run/csr-agent/ca.crt, -cert-dir=/var/run/csr-agent, -count=1]}
-`, clientImage, web[0].Status.PodIP, examplesNamespace)
+    - {op: replace, path: /spec/template/spec/containers/0/command, value: [/tls-client, -addr=%s:8443, -server-name=%s, -ca=/var/run/csr-agent/ca.crt, -cert-dir=/var/run/csr-agent, -count=1]}
+`, clientImage, server.Status.PodIP, serverName)
 	apply(t, overlay(t, "examples/job", patch))
 	eventually(t, 3*time.Minute, "Job nightly-report to complete", func(ctx context.Context) (bool, error) {
 		j, err := client.BatchV1().Jobs(examplesNamespace).Get(ctx, "nightly-report", metav1.GetOptions{})
@@ -110,9 +135,9 @@ func TestJobCompletesWithAClientCertificateAndLeavesNoCSR(t *testing.T) {
 	if err != nil || len(list.Items) == 0 {
 		t.Fatalf("job pods: %v", err)
 	}
-	out := logs(t, examplesNamespace, list.Items[0].Name, "report")
+	out = logs(t, examplesNamespace, list.Items[0].Name, "report")
 	if !strings.Contains(out, "client certificate: SUCCESS") {
-		t.Errorf("the web app did not verify the Job's client certificate:\n%s", out)
+		t.Errorf("web-mtls did not verify the Job's client certificate:\n%s", out)
 	}
 	csrs, err := client.CertificatesV1().CertificateSigningRequests().List(t.Context(), metav1.ListOptions{})
 	if err != nil {

@@ -113,6 +113,13 @@ func TestInjectorLeavesAloneWhatDidNotOptIn(t *testing.T) {
 			return p
 		}()},
 		{"already has a csr-agent container", handWritten},
+		{"opted in, a static pod's mirror", func() *corev1.Pod {
+			p := optedIn(restrictedPod(optedInNS, "mirror"))
+			p.Annotations = map[string]string{"kubernetes.io/config.mirror": "0123456789abcdef"}
+			p.Spec.NodeName = "node-a"
+			p.Spec.ServiceAccountName = "" // the kubelet's mirror pods have none
+			return p
+		}()},
 		{"opted in, in kube-system", optedIn(restrictedPod(metav1.NamespaceSystem, "kube-system-pod"))},
 		{"opted in, in the controller's namespace", optedIn(restrictedPod(injector.ParamsNamespace, "controller-ns-pod"))},
 	} {

@@ -8,6 +8,8 @@
 //	injector/             a kustomize component: admission policies that
 //	                      add the agent to pods that opt in (see
 //	                      internal/injector)
+//	monitoring/           opt-in: alerts (a PrometheusRule, and the same
+//	                      rules as a plain file) and a Grafana dashboard
 //	agent-rbac/           the ClusterRoles a pod running the agent needs
 //	agent-rbac/example-binding/  binding them to one service account
 //	admission/            ValidatingAdmissionPolicies: a pod deletes only
@@ -30,5 +32,5 @@ import "embed"
 // FS holds the manifests, with paths as in this directory, e.g.
 // "controller/rbac.yaml".
 //
-//go:embed kustomization.yaml controller components agent-rbac admission examples injector
+//go:embed kustomization.yaml controller components agent-rbac admission examples injector monitoring
 var FS embed.FS

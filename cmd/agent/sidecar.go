@@ -150,6 +150,8 @@ func (o *observer) Attempted(result renew.Result, took time.Duration) {
 	o.metrics.Renewal(result, took, o.clock.Now())
 }
 
+func (o *observer) Due(at time.Time) { o.metrics.Due(at) }
+
 func (o *observer) Published(ctx context.Context, pub *writer.Published, why renew.Reason) {
 	o.files.Follow(ctx, pub.Generation)
 	o.metrics.Published(pub, why)

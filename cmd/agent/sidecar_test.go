@@ -93,6 +93,7 @@ func TestSidecarRenewsAtomicallyWithNewKeysAndTellsTheApp(t *testing.T) {
 		"csr_agent_certificate_expiration_timestamp_seconds 1", `csr_agent_renewals_total{result="success"} `,
 		"csr_agent_issuance_duration_seconds_count ", `csr_agent_republishes_total{reason="repaired"} `,
 		`csr_agent_republishes_total{reason="ca-changed"} 1`, `csr_agent_notifications_total{hook="url",result="success"} `,
+		"csr_agent_certificate_renewal_due_timestamp_seconds 1", "csr_agent_ready 1\n",
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %q:\n%s", want, metrics)

@@ -36,6 +36,8 @@ type fakeAPI struct {
 	// cachedBundle, if set, is what a read from the API server's cache
 	// answers instead of bundle: one that has not caught up yet.
 	cachedBundle []byte
+	// cachedErr, if set, fails a read from the API server's cache.
+	cachedErr    error
 	cachedCalls  int
 	pod          *kube.Pod
 	podErr       error
@@ -54,6 +56,10 @@ func (f *fakeAPI) TrustBundle(_ context.Context, signerName string, fromCache bo
 	f.bundleCalls++
 	if signerName != testSigner {
 		return nil, nil
+	}
+	if fromCache && f.cachedErr != nil {
+		f.cachedCalls++
+		return nil, f.cachedErr
 	}
 	if fromCache && f.cachedBundle != nil {
 		f.cachedCalls++

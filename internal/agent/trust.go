@@ -46,9 +46,15 @@ func (a *Agent) trustBundle(ctx context.Context, res *issue.Result, fetched []by
 // the API server's cache while the signer worked. If fetched does not
 // verify the issued chain, the cache may not have caught up with a CA
 // rotation (a signer publishes the new CA before it signs with it), so the
-// bundle is read once more, consistently.
+// bundle is read once more, consistently. So it is when that read found
+// nothing: it may have failed while the API server was away (a pod that
+// waits out an API server restart would otherwise start without ca.crt).
 func (a *Agent) caFor(ctx context.Context, res *issue.Result, fetched []byte) []byte {
-	if fetched != nil && !pki.Verifies(fetched, res.ChainPEM) {
+	switch {
+	case fetched == nil:
+		klog.FromContext(ctx).V(1).Info("No CA bundle read while waiting, reading it again")
+		fetched = a.CABundle(ctx)
+	case !pki.Verifies(fetched, res.ChainPEM):
 		klog.FromContext(ctx).V(1).Info("CA bundle does not verify the issued certificate, reading it again")
 		fetched = a.CABundle(ctx)
 	}

@@ -93,7 +93,7 @@ func writeFile(t *testing.T, dir string, data []byte) string {
 
 func ptr(s string) *string { return &s }
 
-func TestACABundleThatDoesNotVerifyTheCertificateIsReadAgainConsistently(t *testing.T) {
+func TestACABundleThatDoesNotVerifyTheCertificateOrWasNotReadIsReadAgainConsistently(t *testing.T) {
 	oldCA, newCA := pkitest.NewCA(t), pkitest.NewCA(t)
 	key := newKey(t, config.KeyECDSAP256)
 	res := &issue.Result{
@@ -104,14 +104,16 @@ func TestACABundleThatDoesNotVerifyTheCertificateIsReadAgainConsistently(t *test
 	for _, tc := range []struct {
 		name        string
 		cached      []byte
+		cachedErr   error
 		want        []byte
 		wantReReads int
 	}{
-		{"cache behind a CA rotation: read again", oldCA.PEM(), rotated, 1},
-		{"cache current: no second read", rotated, rotated, 0},
+		{"cache behind a CA rotation: read again", oldCA.PEM(), nil, rotated, 1},
+		{"cache current: no second read", rotated, nil, rotated, 0},
+		{"first read failed (API server away): read again", nil, errors.New("connection refused"), rotated, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			api := &fakeAPI{bundle: rotated, cachedBundle: tc.cached}
+			api := &fakeAPI{bundle: rotated, cachedBundle: tc.cached, cachedErr: tc.cachedErr}
 			a := newTestAgent(t, api, nil)
 			var logs logCapture
 			got := a.caFor(logs.context(t), res, a.caBundle(logs.context(t), true))

@@ -5,10 +5,11 @@ import (
 	"flag"
 	"go/parser"
 	"go/token"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/csr-agent/csr-agent/internal/docgen"
 )
 
 var update = flag.Bool("update", false, "rewrite the configuration table in the README between its markers")
@@ -28,53 +29,9 @@ func TestREADMEListsEveryVariable(t *testing.T) {
 // checkREADME compares the README's text between the begin and end marker
 // lines with table, and with -update rewrites it.
 func checkREADME(t *testing.T, begin, end, table string) {
-	path := filepath.Join("..", "..", "README.md")
-	const fix = "go test ./internal/config -run TestREADME -update"
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("the README must carry the configuration table between %s and %s lines; "+
-			"create it with the markers, then run: %s\n(%v)", begin, end, fix, err)
-	}
-	got, block, ok := spliceTable(string(b), begin, end, table)
-	switch {
-	case !ok:
-		t.Fatalf("%s needs exactly one %s line followed by one %s line where the configuration table goes; "+
-			"add them, then run: %s", path, begin, end, fix)
-	case got == string(b):
-	case *update:
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	default:
-		t.Errorf("the configuration table in %s is out of date; run: %s\n--- in the README:\n%s\n--- generated:\n%s",
-			path, fix, block, table)
-	}
-}
-
-// spliceTable returns doc with the text between the markers replaced by a
-// newline and the table, the text that was there, and whether the markers
-// were found, once each and in order.
-func spliceTable(doc, beginMarker, endMarker, table string) (string, string, bool) {
-	begin, end := strings.Index(doc, beginMarker), strings.Index(doc, endMarker)
-	if begin < 0 || end < begin || strings.Count(doc, beginMarker) != 1 || strings.Count(doc, endMarker) != 1 {
-		return "", "", false
-	}
-	start := begin + len(beginMarker)
-	return doc[:start] + "\n" + table + doc[end:], doc[start:end], true
-}
-
-func TestUpdateRewritesOnlyBetweenTheMarkers(t *testing.T) {
-	doc := "# csr-agent\n\n" + readmeBegin + "\nold table\n" + readmeEnd + "\n\n## Security\n"
-	got, old, ok := spliceTable(doc, readmeBegin, readmeEnd, "| new |\n")
-	want := "# csr-agent\n\n" + readmeBegin + "\n| new |\n" + readmeEnd + "\n\n## Security\n"
-	if !ok || got != want || old != "\nold table\n" {
-		t.Errorf("spliceTable = %q, %q, %v; want %q", got, old, ok, want)
-	}
-	for _, doc := range []string{"no markers", readmeEnd + readmeBegin, readmeBegin + readmeEnd + readmeBegin + readmeEnd} {
-		if _, _, ok := spliceTable(doc, readmeBegin, readmeEnd, "| new |\n"); ok {
-			t.Errorf("spliceTable(%q) accepted misplaced markers", doc)
-		}
-	}
+	t.Helper()
+	docgen.Check(t, filepath.Join("..", "..", "README.md"), begin, end, []string{table}, *update,
+		"go test ./internal/config -run TestREADME -update")
 }
 
 func TestPackageDocNamesEveryVariable(t *testing.T) {

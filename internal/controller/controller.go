@@ -222,6 +222,7 @@ type Controller struct {
 	recorder events.EventRecorder
 	metrics  *metrics
 	retire   *retireMetrics
+	kept     keptAnnotations // the bundle's marker and state, for a re-creation
 	health   *health
 	synced   atomic.Bool
 	leading  atomic.Bool // workers run; see enqueueCSR

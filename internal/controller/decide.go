@@ -2,7 +2,10 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
@@ -144,7 +147,31 @@ func (c *Controller) decideWith(ctx context.Context, csr *certificatesv1.Certifi
 	if facts, err = c.liveFacts(ctx, who); err != nil {
 		return approve.Decision{}, &who, err
 	}
-	return rule(csr, facts), &who, nil
+	if d = rule(csr, facts); awaitingPodIPs(csr, d, facts) {
+		return approve.Decision{}, &who, fmt.Errorf("pod %s/%s: %w", who.Namespace, who.PodName, errPodIPsNotReported)
+	}
+	return d, &who, nil
+}
+
+// errPodIPsNotReported is retried like any error, and logged quietly.
+var errPodIPsNotReported = errors.New("no IPs in the pod's status yet")
+
+// awaitingPodIPs tells whether d denies names of the pod's addresses that
+// the pod's status does not show yet. The kubelet hands a container its pod
+// IPs (downward API status.podIPs) before it writes them to the Pod object,
+// and when many pods start on one node at once that write trails by
+// seconds: an agent can ask for its pod-IP names before the API knows them.
+// Such a request is retried, not denied; once the IPs are there, the same
+// rule decides, so nothing is granted that the pod does not hold.
+func awaitingPodIPs(csr *certificatesv1.CertificateSigningRequest, d approve.Decision, facts approve.Facts) bool {
+	if d.Approve || (d.Reason != approve.ReasonIPNotAllowed && d.Reason != approve.ReasonDNSNameNotAllowed) {
+		return false
+	}
+	if p := facts.Pod; p == nil || p.Terminating || p.HostNetwork || len(p.PodIPs) > 0 {
+		return false
+	}
+	dns, ips := approve.RequestedNames(csr)
+	return len(ips) > 0 || slices.ContainsFunc(dns, func(n string) bool { return strings.Contains(n, ".pod.") })
 }
 
 // decide approves or denies a pending CSR, and signs it once approved.

@@ -30,3 +30,7 @@ func Caches(c *Controller, namespace, pod, service string, labels map[string]str
 // ExtraNamesPolicyWarmup is how long after the extra-names policy was
 // created a request must be, for its annotation to be honoured.
 const ExtraNamesPolicyWarmup = extraNamesPolicyWarmup
+
+// Retries is how many times the controller has retried the CSR since it
+// last finished with it.
+func Retries(c *Controller, csr string) int { return c.queue.NumRequeues(csr) }

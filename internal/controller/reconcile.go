@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -96,6 +97,8 @@ func (c *Controller) processNextItem(ctx context.Context) bool {
 			// Someone (or our own earlier write, not yet in the cache)
 			// changed the CSR since it was read: routine, retried at once.
 			logger.V(4).Info("CSR changed while processing, retrying", "csr", name, "err", err)
+		} else if errors.Is(err, errPodIPsNotReported) {
+			logger.V(2).Info("Waiting for the pod's IPs in its status, retrying", "csr", name, "err", err)
 		} else {
 			logger.Error(err, "Processing CSR failed, retrying", "csr", name, "retries", c.queue.NumRequeues(name))
 		}

@@ -126,6 +126,46 @@ func TestTheOldAnchorLeavesOnItsOwnWhenItsLastLeafHasExpiredAcrossARestart(t *te
 	s.waitBundleEvent(t, controller.ReasonAnchorDropped)
 }
 
+// TestADeletedBundleComesBackWithoutTheAnchorsRetiredOnIt: the CA Secret
+// still lists the old root after signing switched, and the operator retired
+// it on the bundle; someone then deletes the bundle. The controller
+// re-creates it with the marker and the anchor state it last saw, so the
+// retired anchor is not published again.
+func TestADeletedBundleComesBackWithoutTheAnchorsRetiredOnIt(t *testing.T) {
+	s := newSetup(t)
+	oldCA := s.putCA(t, "old CA", year)
+	s.start(t, startOptions{})
+	newCA := must(sign.NewSelfSignedCA(sign.SelfSignedOptions{CommonName: "new CA", Validity: 2 * year}))
+	s.putPEMs(t, sign.PEMs{Cert: oldCA.PEMs().Cert, Key: oldCA.PEMs().Key, CA: cat(oldCA.TrustBundle(), newCA.TrustBundle())})
+	s.waitAnchors(t, oldCA, newCA)
+	s.putPEMs(t, sign.PEMs{Cert: newCA.PEMs().Cert, Key: newCA.PEMs().Key, CA: cat(newCA.TrustBundle(), oldCA.TrustBundle())})
+	s.waitRetiring(t, oldCA)
+	marker := sign.Fingerprint(oldCA.Certificate())
+	s.markRetired(t, marker)
+	s.waitAnchors(t, newCA)
+
+	ctbs := s.env.Client.CertificatesV1().ClusterTrustBundles()
+	before := must(ctbs.Get(t.Context(), s.bundleName, metav1.GetOptions{}))
+	if err := ctbs.Delete(t.Context(), s.bundleName, metav1.DeleteOptions{}); err != nil {
+		t.Fatalf("deleting the bundle: %v", err)
+	}
+	err := wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		ctb, err := ctbs.Get(ctx, s.bundleName, metav1.GetOptions{})
+		return err == nil && ctb.UID != before.UID, nil
+	})
+	if err != nil {
+		t.Fatalf("the deleted bundle was not re-created: %v", err)
+	}
+	s.waitAnchors(t, newCA)
+	after := must(ctbs.Get(t.Context(), s.bundleName, metav1.GetOptions{}))
+	if got := after.Annotations[controller.AnnotationRetiredAnchors]; got != marker {
+		t.Errorf("re-created bundle's marker = %q, want %q", got, marker)
+	}
+	if got, want := after.Annotations[controller.AnnotationAnchorState], before.Annotations[controller.AnnotationAnchorState]; got != want {
+		t.Errorf("re-created bundle's anchor state = %s, want %s", got, want)
+	}
+}
+
 func cat(bs ...[]byte) []byte { return bytes.Join(bs, nil) }
 
 // putPEMs stores p as the CA Secret, as an operator editing it would.

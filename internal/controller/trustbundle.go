@@ -30,9 +30,14 @@ func (c *Controller) publishTrustBundle(ctx context.Context, ca *sign.CA) (*sign
 	exists := err == nil
 	switch {
 	case apierrors.IsNotFound(err):
+		// Recreated with the marker and state last seen: deleting the bundle
+		// must not publish retired anchors again (keptAnnotations).
 		cur = &certificatesv1.ClusterTrustBundle{
-			ObjectMeta: metav1.ObjectMeta{Name: name},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: c.kept.recall()},
 			Spec:       certificatesv1.ClusterTrustBundleSpec{SignerName: c.signer},
+		}
+		if len(cur.Annotations) > 0 {
+			logger.Info("Re-creating the deleted trust bundle with its retirement marker and anchor state", "clusterTrustBundle", name)
 		}
 	case err != nil:
 		return nil, fmt.Errorf("reading ClusterTrustBundle %s: %w", name, err)
@@ -67,6 +72,7 @@ func (c *Controller) publishTrustBundle(ctx context.Context, ca *sign.CA) (*sign
 	if err != nil {
 		return nil, fmt.Errorf("writing ClusterTrustBundle %s: %w", name, err)
 	}
+	c.kept.remember(cur)
 	logger.Info("Published trust bundle", "clusterTrustBundle", name, "signing", plan.Signing, "staged", plan.Staged, "retiring", plan.Retiring)
 	c.reportPlan(ctx, cur, in, plan)
 	return plan, nil

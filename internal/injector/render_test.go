@@ -1,7 +1,6 @@
 package injector
 
 import (
-	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -10,6 +9,8 @@ import (
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/csr-agent/csr-agent/internal/docgen"
 )
 
 var update = flag.Bool("update", false, "rewrite the generated blocks of the README and of manifests/injector")
@@ -37,40 +38,8 @@ func generated() []struct {
 // from Annotations: the policy cannot map an annotation the README does not
 // document, nor check it against another form.
 func TestPoliciesAndREADMEFollowTheAnnotations(t *testing.T) {
-	const fix = "go test ./internal/injector -update"
 	for _, g := range generated() {
-		path := filepath.Join("..", "..", g.path)
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, old, err := Splice(string(b), g.begin, g.end, g.blocks)
-		switch {
-		case err != nil:
-			t.Errorf("%s: %v; put the marker lines back, then run: %s", g.path, err, fix)
-		case got == string(b):
-		case *update:
-			if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		default:
-			t.Errorf("%s is out of date with internal/injector's Annotations; run: %s\n--- in the file:\n%s\n--- generated:\n%s",
-				g.path, fix, strings.Join(old, "\n"), strings.Join(g.blocks, "\n"))
-		}
-	}
-}
-
-func TestSpliceRewritesOnlyBetweenTheMarkers(t *testing.T) {
-	doc := "a\n  # b\n  old\n  # e\nc\n  # b\n  # e\nd\n"
-	got, old, err := Splice(doc, "# b", "# e", []string{"  one\n", "  two\n"})
-	want := "a\n  # b\n  one\n  # e\nc\n  # b\n  two\n  # e\nd\n"
-	if err != nil || got != want || !slices.Equal(old, []string{"  old\n", ""}) {
-		t.Errorf("Splice = %q, %q, %v; want %q", got, old, err, want)
-	}
-	for _, doc := range []string{"no markers\n", "# e\n# b\n", "# b\n# b\n# e\n", "# b\n# e\n# b\n# e\n# b\n# e\n", "# b\n"} {
-		if _, _, err := Splice(doc, "# b", "# e", []string{"x\n", "y\n"}); !errors.Is(err, ErrMarkers) {
-			t.Errorf("Splice(%q) = %v, want ErrMarkers", doc, err)
-		}
+		docgen.Check(t, filepath.Join("..", "..", g.path), g.begin, g.end, g.blocks, *update, "go test ./internal/injector -update")
 	}
 }
 

@@ -18,18 +18,35 @@ const modulePath = "github.com/csr-agent/csr-agent"
 // BinDir is where `make controlplane` puts etcd, kube-apiserver and
 // kube-controller-manager: $CSR_AGENT_BIN_DIR, or bin/ at the module root.
 func BinDir() (string, error) {
-	dir := os.Getenv("CSR_AGENT_BIN_DIR")
-	if dir == "" {
-		root, err := moduleRoot()
-		if err != nil {
-			return "", err
-		}
-		dir = filepath.Join(root, "bin")
+	dir, err := binDirPath()
+	if err != nil {
+		return "", err
 	}
 	if err := checkBinaries(dir); err != nil {
 		return "", err
 	}
 	return dir, nil
+}
+
+// ToolPath is where the Makefile builds a tool that tests run (promtool):
+// in the same directory as the control plane, which need not be there.
+func ToolPath(name string) (string, error) {
+	dir, err := binDirPath()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, name), nil
+}
+
+func binDirPath() (string, error) {
+	if dir := os.Getenv("CSR_AGENT_BIN_DIR"); dir != "" {
+		return dir, nil
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(root, "bin"), nil
 }
 
 func checkBinaries(dir string) error {

@@ -130,6 +130,7 @@ type recorder struct {
 	mu        sync.Mutex
 	results   []Result
 	events    []string
+	due       []time.Time
 }
 
 func newRecorder() *recorder { return &recorder{published: make(chan published, 16)} }
@@ -142,6 +143,18 @@ func (r *recorder) Attempted(res Result, _ time.Duration) {
 
 func (r *recorder) Published(_ context.Context, pub *writer.Published, why Reason) {
 	r.published <- published{pub, why}
+}
+
+func (r *recorder) Due(at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.due = append(r.due, at)
+}
+
+func (r *recorder) dues() []time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]time.Time(nil), r.due...)
 }
 
 func (r *recorder) Event(_ context.Context, _, reason, _ string) {

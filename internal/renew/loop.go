@@ -31,6 +31,7 @@ func (l *Loop) Run(ctx context.Context) error {
 	if !l.opts.RenewNow {
 		l.next = l.deadline()
 	}
+	l.opts.Observer.Due(l.next)
 	logger.Info("Renewal scheduled", "at", l.next, "notAfter", l.current.Leaf.NotAfter)
 
 	attempts := make(chan attempt, 1)
@@ -113,10 +114,12 @@ func (l *Loop) finish(ctx context.Context, a attempt) {
 	if a.renewal.Done != nil {
 		a.renewal.Done(ctx, pub)
 	}
+	deadline := l.deadline()
+	l.opts.Observer.Due(deadline)
 	l.opts.Observer.Published(ctx, pub, ReasonRenewed)
 	logger := klog.FromContext(ctx)
 	now := l.opts.Clock.Now()
-	if deadline := l.deadline(); deadline.After(now) {
+	if deadline.After(now) {
 		l.failures, l.next = 0, deadline
 		logger.Info("Renewal scheduled", "at", deadline, "notAfter", pub.Leaf.NotAfter)
 		return

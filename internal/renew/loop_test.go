@@ -96,6 +96,35 @@ func TestDeniedRenewalIsRetriedLaterNotFatal(t *testing.T) {
 	}
 }
 
+// The due time is what an overdue alert compares with the clock: it follows
+// each certificate taken on, and retries do not move it.
+func TestReportsWhenEachCertificateIsDueAndRetriesDoNotMoveIt(t *testing.T) {
+	h := start(t, material(t, t0, t0.Add(100*time.Hour)), nil)
+	h.step(t, 80*time.Hour)
+	h.renewer.next(t).reply <- reply{err: errors.New("connection refused")}
+	h.step(t, 1500*time.Millisecond)
+	next := material(t, t0.Add(80*time.Hour), t0.Add(180*time.Hour))
+	h.renewer.next(t).reply <- reply{renewal: &Renewal{Material: next}}
+	h.rec.wait(t)
+	want := []time.Time{t0.Add(80 * time.Hour), t0.Add(160 * time.Hour)}
+	if got := h.rec.dues(); !slices.EqualFunc(got, want, time.Time.Equal) {
+		t.Errorf("due times %v, want %v (the retry must not move the due time)", got, want)
+	}
+}
+
+func TestCertificateDueOnArrivalIsReportedDue(t *testing.T) {
+	h := start(t, material(t, t0, t0.Add(100*time.Hour)), func(o *Options) { o.RenewNow = true })
+	stale := material(t, t0.Add(-99*time.Hour), t0.Add(time.Hour))
+	h.renewer.next(t).reply <- reply{renewal: &Renewal{Material: stale}}
+	h.rec.wait(t)
+	got := h.rec.dues()
+	// RenewNow: due at once; the stale one at 80% of its life, long past.
+	want := []time.Time{t0, t0.Add(-99*time.Hour + 80*time.Hour)}
+	if !slices.EqualFunc(got, want, time.Time.Equal) {
+		t.Errorf("due times %v, want %v", got, want)
+	}
+}
+
 func TestCertificateDueOnArrivalIsNotRenewedInALoop(t *testing.T) {
 	h := start(t, material(t, t0, t0.Add(100*time.Hour)), func(o *Options) { o.RenewNow = true })
 	// Issued already past 90% of its life: its deadline has passed.

@@ -50,6 +50,11 @@ type Observer interface {
 	Attempted(result Result, took time.Duration)
 	// Published follows every complete publish: the app may reload now.
 	Published(ctx context.Context, pub *writer.Published, why Reason)
+	// Due reports when the published certificate is due for renewal, each
+	// time a certificate is taken on: at start and after every renewal. It
+	// is not moved by retries, so a due time in the past means a renewal
+	// that has not succeeded yet (what an overdue alert watches).
+	Due(at time.Time)
 }
 
 // Health learns that the loop makes progress: Begin marks a step that
@@ -177,5 +182,6 @@ type (
 
 func (nopObserver) Attempted(Result, time.Duration)                      {}
 func (nopObserver) Published(context.Context, *writer.Published, Reason) {}
+func (nopObserver) Due(time.Time)                                        {}
 func (nopHealth) Begin(string, time.Duration) func()                     { return func() {} }
 func (nopEvents) Event(context.Context, string, string, string)          {}

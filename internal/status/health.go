@@ -113,6 +113,8 @@ func Endpoints(health *Health, files Loader, metrics *Metrics, c clock.PassiveCl
 		case "/metrics":
 			var b bytes.Buffer
 			_, _ = metrics.WriteTo(&b)
+			_, notReady := Ready(files, c.Now())
+			_ = WriteReady(&b, notReady == nil)
 			return Response{Code: http.StatusOK, ContentType: "text/plain; version=0.0.4; charset=utf-8", Body: b.Bytes()}
 		}
 		return text(http.StatusNotFound, "not found; try /healthz, /readyz or /metrics")

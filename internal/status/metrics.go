@@ -30,6 +30,7 @@ var issuanceBuckets = []float64{0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}
 type Metrics struct {
 	mu            sync.Mutex
 	notAfter      time.Time
+	renewalDue    time.Time
 	lastRenewal   time.Time
 	renewals      map[renew.Result]uint64
 	publishes     map[renew.Reason]uint64
@@ -87,6 +88,13 @@ func (m *Metrics) Published(pub *writer.Published, why renew.Reason) {
 	}
 }
 
+// Due records when the published certificate is due for renewal.
+func (m *Metrics) Due(at time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.renewalDue = at
+}
+
 func (m *Metrics) observe(took time.Duration) {
 	s := took.Seconds()
 	m.count++
@@ -119,6 +127,11 @@ func (m *Metrics) WriteTo(w io.Writer) (int64, error) {
 	if !m.notAfter.IsZero() {
 		p.sample("csr_agent_certificate_expiration_timestamp_seconds", "", float64(m.notAfter.Unix()))
 	}
+	p.family("csr_agent_certificate_renewal_due_timestamp_seconds", "gauge",
+		"When the published certificate is due for renewal, in seconds since the epoch; retries do not move it, so a time in the past means a renewal not done yet.")
+	if !m.renewalDue.IsZero() {
+		p.sample("csr_agent_certificate_renewal_due_timestamp_seconds", "", float64(m.renewalDue.Unix()))
+	}
 	p.family("csr_agent_last_renewal_success_timestamp_seconds", "gauge",
 		"Time of the last successful renewal, in seconds since the epoch; 0 before the first.")
 	p.sample("csr_agent_last_renewal_success_timestamp_seconds", "", float64(unixOrZero(m.lastRenewal)))
@@ -145,6 +158,22 @@ func (m *Metrics) WriteTo(w io.Writer) (int64, error) {
 	}
 	n, err := w.Write(p.buf)
 	return int64(n), err
+}
+
+// WriteReady writes csr_agent_ready, in the format of WriteTo. Readiness
+// is read from the files at each scrape, as /readyz does, rather than
+// recorded: a certificate expires, and files are damaged, between events.
+func WriteReady(w io.Writer, ready bool) error {
+	var p printer
+	p.family("csr_agent_ready", "gauge",
+		"1 while a valid certificate and its key are on disk (what /readyz answers), 0 otherwise.")
+	v := 0.0
+	if ready {
+		v = 1
+	}
+	p.sample("csr_agent_ready", "", v)
+	_, err := w.Write(p.buf)
+	return err
 }
 
 func unixOrZero(t time.Time) int64 {

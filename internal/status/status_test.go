@@ -45,6 +45,7 @@ func TestMetricsInPrometheusTextFormat(t *testing.T) {
 	m := NewMetrics()
 	pub := published(t, time.Unix(1772366400, 0))
 	m.Issued(pub, 700*time.Millisecond)
+	m.Due(time.Unix(1772360000, 0))
 	m.Renewal(renew.ResultSuccess, 40*time.Second, time.Unix(1772300000, 0))
 	m.Renewal(renew.ResultDenied, time.Hour, time.Unix(1772300100, 0))
 	m.Published(pub, renew.ReasonRepaired)
@@ -58,6 +59,7 @@ func TestMetricsInPrometheusTextFormat(t *testing.T) {
 	for _, want := range []string{
 		"# TYPE csr_agent_certificate_expiration_timestamp_seconds gauge\n",
 		"csr_agent_certificate_expiration_timestamp_seconds 1772366400\n",
+		"csr_agent_certificate_renewal_due_timestamp_seconds 1772360000\n",
 		"csr_agent_last_renewal_success_timestamp_seconds 1772300000\n",
 		`csr_agent_renewals_total{result="success"} 1` + "\n",
 		`csr_agent_renewals_total{result="denied"} 1` + "\n",
@@ -82,8 +84,39 @@ func TestMetricsInPrometheusTextFormat(t *testing.T) {
 func TestNoExpirationBeforeTheFirstCertificate(t *testing.T) {
 	var b strings.Builder
 	_, _ = NewMetrics().WriteTo(&b)
-	if strings.Contains(b.String(), "csr_agent_certificate_expiration_timestamp_seconds 0") {
-		t.Error("an expiration of 0 would page as expired decades ago; the sample must be absent")
+	for _, name := range []string{"csr_agent_certificate_expiration_timestamp_seconds", "csr_agent_certificate_renewal_due_timestamp_seconds"} {
+		if strings.Contains(b.String(), "\n"+name+" ") {
+			t.Errorf("%s: a time of 0 would page as decades overdue; the sample must be absent", name)
+		}
+	}
+}
+
+// csr_agent_ready says what /readyz says, at each scrape: it turns 0 when
+// the certificate expires, with no event in between.
+func TestReadyMetricFollowsTheFilesOnDisk(t *testing.T) {
+	c := testingclock.NewFakePassiveClock(t0)
+	files := &fakeLoader{err: writer.ErrNotFound}
+	base := serve(t, Endpoints(NewHealth(c), files, NewMetrics(), c))
+	ready := func() string {
+		_, body := get(t, http.MethodGet, base+"/metrics")
+		for line := range strings.Lines(body) {
+			if v, ok := strings.CutPrefix(line, "csr_agent_ready "); ok {
+				return strings.TrimSpace(v)
+			}
+		}
+		t.Fatalf("no csr_agent_ready sample in:\n%s", body)
+		return ""
+	}
+	if got := ready(); got != "0" {
+		t.Errorf("nothing published: csr_agent_ready %s, want 0", got)
+	}
+	files.pub, files.err = published(t, t0.Add(time.Hour)), nil
+	if got := ready(); got != "1" {
+		t.Errorf("valid pair: csr_agent_ready %s, want 1", got)
+	}
+	c.SetTime(t0.Add(time.Hour))
+	if got := ready(); got != "0" {
+		t.Errorf("expired pair: csr_agent_ready %s, want 0", got)
 	}
 }
 

@@ -9,6 +9,11 @@
 // suite would see. Client certificates issued by ca.crt are verified when
 // given (-require-client-cert: required), and named in the response.
 //
+// With -bundle it serves, like the pod-certificate example's nginx, from a
+// kubelet-written podCertificate credential bundle (key and chain in one
+// PEM file) with ca.crt beside it in -dir, read afresh at every handshake:
+// nobody signals the app when the kubelet refreshes it.
+//
 // Every line of output is a JSON object with a "msg".
 package main
 
@@ -50,8 +55,19 @@ type material struct {
 	cas  *x509.CertPool
 }
 
-func load(dir string) (*material, error) {
-	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
+func load(dir, bundle string) (*material, error) {
+	var cert tls.Certificate
+	var err error
+	if bundle != "" {
+		var data []byte
+		if data, err = os.ReadFile(bundle); err == nil {
+			// X509KeyPair takes the CERTIFICATE blocks of its first
+			// argument and the PRIVATE KEY block of its second.
+			cert, err = tls.X509KeyPair(data, data)
+		}
+	} else {
+		cert, err = tls.LoadX509KeyPair(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("loading the pair: %w", err)
 	}
@@ -78,9 +94,10 @@ func run() error {
 	dir := flag.String("dir", "/var/run/csr-agent", "certificate directory")
 	addr := flag.String("addr", ":8443", "listen address")
 	require := flag.Bool("require-client-cert", false, "refuse clients without a certificate of ca.crt")
+	bundle := flag.String("bundle", "", "credential bundle (key and chain) to serve, read at every handshake")
 	flag.Parse()
 
-	m, err := load(*dir)
+	m, err := load(*dir, *bundle)
 	if err != nil {
 		return err
 	}
@@ -94,7 +111,7 @@ func run() error {
 	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
 		for range hup {
-			m, err := load(*dir)
+			m, err := load(*dir, *bundle)
 			if err != nil {
 				logLine("reload signal", "signal", "SIGHUP", "error", err.Error())
 				continue
@@ -116,6 +133,14 @@ func run() error {
 			ClientAuth: auth,
 			// Per connection, so a reload applies to the next handshake.
 			GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+				if *bundle != "" {
+					m, err := load(*dir, *bundle)
+					if err != nil {
+						logLine("reading the credential bundle", "error", err.Error())
+					} else if old := current.Swap(m); serial(old) != serial(m) {
+						logLine("credential bundle changed", "serial", serial(m))
+					}
+				}
 				m := current.Load()
 				return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*m.cert}, ClientCAs: m.cas, ClientAuth: auth}, nil
 			},

@@ -6,8 +6,10 @@
 // handshake, so renewals are used).
 //
 // It makes -count requests (0: until SIGTERM) every -interval, prints one
-// JSON line per failure and a summary line at the end, and exits 1 if any
-// request failed.
+// JSON line per failure (with -print-ok, per success too) and a summary line
+// at the end, and exits 1 if any request failed. Requests GET -path, or
+// POST -post (a JSON body) to it, as the client-certificate example's curl
+// asks the API server who it is.
 package main
 
 import (
@@ -25,6 +27,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -48,6 +51,9 @@ func run() (bool, error) {
 	certDir := flag.String("cert-dir", "", "directory with the client's tls.crt and tls.key")
 	count := flag.Int("count", 1, "requests to make; 0: until SIGTERM")
 	interval := flag.Duration("interval", 100*time.Millisecond, "pause between requests")
+	path := flag.String("path", "/", "request path")
+	post := flag.String("post", "", "JSON body to POST (default: GET)")
+	printOK := flag.Bool("print-ok", false, "print every response body")
 	flag.Parse()
 	if *addr == "" || *serverName == "" || *caFile == "" {
 		return false, errors.New("-addr, -server-name and -ca are required")
@@ -78,7 +84,7 @@ func run() (bool, error) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	ok, fails := 0, 0
-	var last string
+	var last, lastServer string
 	for i := 0; *count == 0 || i < *count; i++ {
 		if i > 0 {
 			select {
@@ -89,7 +95,7 @@ func run() (bool, error) {
 		if ctx.Err() != nil {
 			break
 		}
-		body, err := get(ctx, client, "https://"+*serverName+"/")
+		body, server, err := request(ctx, client, "https://"+*serverName+*path, *post)
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -100,29 +106,51 @@ func run() (bool, error) {
 			continue
 		}
 		ok++
-		last = body
+		last, lastServer = body, server
+		if *printOK {
+			out, _ := json.Marshal(map[string]string{"msg": "ok", "body": body})
+			fmt.Println(string(out))
+		}
 	}
-	out, _ := json.Marshal(map[string]string{"msg": "done", "ok": strconv.Itoa(ok), "failed": strconv.Itoa(fails), "last": last})
+	out, _ := json.Marshal(map[string]string{"msg": "done", "ok": strconv.Itoa(ok), "failed": strconv.Itoa(fails), "last": last, "server": lastServer})
 	fmt.Println(string(out))
 	return fails > 0, nil
 }
 
-func get(ctx context.Context, c *http.Client, url string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+func request(ctx context.Context, c *http.Client, url, post string) (body, server string, err error) {
+	method, reqBody := http.MethodGet, io.Reader(nil)
+	if post != "" {
+		method, reqBody = http.MethodPost, strings.NewReader(post)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, reqBody)
 	if err != nil {
-		return "", err
+		return "", "", err
+	}
+	if post != "" {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("status %s", resp.Status)
+	if resp.StatusCode/100 != 2 {
+		return "", "", fmt.Errorf("status %s", resp.Status)
 	}
-	return string(body), nil
+	return string(data), describe(resp.TLS), nil
+}
+
+// describe names the server's verified certificate, for the summary line.
+func describe(state *tls.ConnectionState) string {
+	if state == nil || len(state.PeerCertificates) == 0 {
+		return ""
+	}
+	leaf := state.PeerCertificates[0]
+	return fmt.Sprintf("subject %q, DNS names %v, IPs %v, issuer %q, serial %s, valid %s to %s",
+		leaf.Subject, leaf.DNSNames, leaf.IPAddresses, leaf.Issuer, leaf.SerialNumber,
+		leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339))
 }

@@ -1,9 +1,15 @@
-package injector
+// Package docgen keeps the generated blocks of checked-in files (README
+// tables, policy CEL) in step with the Go tables they are rendered from:
+// the tests that own each block splice it in between marker lines, and
+// fail, or with -update rewrite the file, when it drifted.
+package docgen
 
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
+	"testing"
 )
 
 // ErrMarkers means a document does not hold its generated blocks' marker
@@ -53,4 +59,29 @@ func Splice(doc, begin, end string, blocks []string) (string, []string, error) {
 		return "", nil, fmt.Errorf("%w: want %d pairs of %q and %q lines, found %d", ErrMarkers, len(blocks), begin, end, len(old))
 	}
 	return out.String(), old, nil
+}
+
+// Check fails t when the blocks between the begin and end marker lines of
+// the file at path differ from blocks, or when the markers are misplaced;
+// with update it rewrites the blocks instead. fix is the command that runs
+// the calling test with -update, named in the failure.
+func Check(t testing.TB, path, begin, end string, blocks []string, update bool, fix string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%s must hold its generated blocks between %s and %s lines: %v", path, begin, end, err)
+	}
+	got, old, err := Splice(string(b), begin, end, blocks)
+	switch {
+	case err != nil:
+		t.Errorf("%s: %v; put the marker lines back, then run: %s", path, err, fix)
+	case got == string(b):
+	case update:
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	default:
+		t.Errorf("%s is out of date; run: %s\n--- in the file:\n%s\n--- generated:\n%s",
+			path, fix, strings.Join(old, "\n"), strings.Join(blocks, "\n"))
+	}
 }
