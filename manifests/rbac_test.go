@@ -140,10 +140,11 @@ func TestControllerCanIssueOnlyForItsSignerAndReadOnlyItsCA(t *testing.T) {
 		{verb: "create", group: "events.k8s.io", resource: "events", namespace: "my-app"},
 		{verb: "patch", group: "events.k8s.io", resource: "events", namespace: "my-app", name: "any"},
 		// Pod certificates: watch the kubelets' requests, write their status,
-		// read the service account a request names.
+		// read the service accounts requests name.
 		pcrs("list", ""), pcrs("watch", ""),
 		{verb: "update", group: certificates, resource: "podcertificaterequests", subresource: "status", namespace: "my-app", name: "any"},
 		{verb: "get", resource: "serviceaccounts", namespace: "my-app", name: "any"},
+		{verb: "list", resource: "serviceaccounts"}, {verb: "watch", resource: "serviceaccounts"},
 		// Its CA: the informer lists and watches it by name.
 		{verb: "get", resource: "secrets", namespace: ns, name: "csr-agent-ca"},
 		{verb: "list", resource: "secrets", namespace: ns, name: "csr-agent-ca"},
@@ -174,7 +175,6 @@ func TestControllerCanIssueOnlyForItsSignerAndReadOnlyItsCA(t *testing.T) {
 		pcrs("create", "my-app"), pcrs("delete", "my-app"), pcrs("update", "my-app"), pcrs("patch", "my-app"),
 		{verb: "patch", group: certificates, resource: "podcertificaterequests", subresource: "status", namespace: "my-app", name: "any"},
 		// Service accounts: read, never changed, no tokens.
-		{verb: "list", resource: "serviceaccounts"},
 		{verb: "update", resource: "serviceaccounts", namespace: "my-app", name: "any"},
 		{verb: "create", resource: "serviceaccounts", subresource: "token", namespace: "my-app", name: "any"},
 		// No other Secret, anywhere, and its CA is read-only.

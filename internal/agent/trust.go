@@ -3,7 +3,6 @@ package agent
 import (
 	"bytes"
 	"context"
-	"crypto/x509"
 	"encoding/base64"
 	"os"
 
@@ -55,38 +54,11 @@ func (a *Agent) caFor(ctx context.Context, res *issue.Result, fetched []byte) []
 	case fetched == nil:
 		klog.FromContext(ctx).V(1).Info("No CA bundle read while waiting, reading it again")
 		fetched = a.CABundle(ctx)
-	case !verifies(fetched, res.ChainPEM):
+	case !pki.Verifies(fetched, res.ChainPEM):
 		klog.FromContext(ctx).V(1).Info("CA bundle does not verify the issued certificate, reading it again")
 		fetched = a.CABundle(ctx)
 	}
 	return a.trustBundle(ctx, res, fetched)
-}
-
-// verifies tells whether the certificates in caPEM verify the chain in
-// chainPEM (leaf first), at the middle of the leaf's validity.
-func verifies(caPEM, chainPEM []byte) bool {
-	cas, err := pki.ParseCertificates(caPEM)
-	if err != nil {
-		return false
-	}
-	chain, err := pki.ParseCertificates(chainPEM)
-	if err != nil {
-		return false
-	}
-	roots, intermediates := x509.NewCertPool(), x509.NewCertPool()
-	for _, c := range cas {
-		roots.AddCert(c)
-	}
-	for _, c := range chain[1:] {
-		intermediates.AddCert(c)
-	}
-	leaf := chain[0]
-	_, err = leaf.Verify(x509.VerifyOptions{
-		Roots: roots, Intermediates: intermediates,
-		CurrentTime: leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) / 2),
-		KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
-	})
-	return err == nil
 }
 
 // CABundle returns the CA bundle from the sources that can change while the

@@ -39,10 +39,12 @@
 //   - podcert.go, podcert_sign.go: the PodCertificateRequest path
 //     (Options.PodCertificates): the kubelet's requests for podCertificate
 //     projected volumes of the same signer name, decided by
-//     approve.DecidePodCertificate from the pod and service account read
-//     live right before signing, and issued, denied or failed in one status
-//     update. Its own queue and workers; the same leader election, CA,
-//     Events and metrics (label path).
+//     approve.DecidePodCertificate from the pod read live right before
+//     signing and the service account's UID (from a cache of names and
+//     UIDs when it shows the UID the request names, else read live), and
+//     issued, denied or failed in one status update. Its own queue and
+//     workers; the same leader election, CA, Events and metrics (label
+//     path).
 //   - leader.go: Lease leader election. Every replica keeps warm caches and
 //     a loaded CA; only the leader queues CSRs and writes.
 //   - metrics.go, health.go, events.go: Prometheus metrics, /healthz and
@@ -96,12 +98,16 @@ import (
 	"github.com/csr-agent/csr-agent/internal/sign"
 )
 
-// DefaultWorkers is the default number of CSRs processed at once. A CSR's
-// time is mostly two API round trips, not CPU, so it far exceeds the core
-// count: on a 2-core test cluster, 1000 CSRs took about 7.5 s with 16
-// workers and 5 to 6 s with 32 to 128, where the API server's write
-// throughput became the limit.
-const DefaultWorkers = 32
+// DefaultWorkers is the default number of CSRs processed at once. A CSR
+// holds its worker for three API round trips in a row (the live read of its
+// pod, the approval, the certificate), not for CPU, so by Little's law the
+// pool bounds the throughput at workers / (3 × round trip): with round
+// trips of 50 to 100 ms under a burst, 32 workers cap a rollout at 100 to
+// 200 CSRs a second, below what the API server then sustains. On a 2-core
+// test cluster 1000 CSRs took 5.4 to 6.1 s with 32 workers against 4.5 to
+// 5.1 s for kube-controller-manager's signer at raised QPS, and came even
+// with it at 128 (BENCHMARKS.md, section 4).
+const DefaultWorkers = 128
 
 // DefaultCAPollInterval is how often a CA directory is re-read. A mounted
 // Secret changes about a minute after the Secret (the kubelet's sync
@@ -245,7 +251,7 @@ func New(opts Options) (*Controller, error) {
 	c.informer = newInformers(opts.Client, opts.Policy, opts.CASecret)
 	if opts.PodCertificates {
 		c.pcr.watch(opts.Client, c.signer)
-		c.informer.factories = append(c.informer.factories, c.pcr.factory)
+		c.informer.factories = append(c.informer.factories, c.pcr.factories...)
 		c.informer.extraSynced = c.pcr.synced()
 	}
 	c.events, c.recorder = newEventRecorder(opts.Client)

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,6 +17,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	certlisters "k8s.io/client-go/listers/certificates/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
@@ -27,11 +29,15 @@ import (
 // same policy. Its informer, queue and workers mirror the CSR path's; the
 // leader runs both (lead).
 type podCertificates struct {
-	factory  informers.SharedInformerFactory // nil when the path is off
-	informer cache.SharedIndexInformer
-	lister   certlisters.PodCertificateRequestLister
-	queue    workqueue.TypedRateLimitingInterface[string] // namespace/name
-	written  *writtenVersions
+	factories []informers.SharedInformerFactory // none when the path is off
+	informer  cache.SharedIndexInformer
+	lister    certlisters.PodCertificateRequestLister
+	// serviceAccounts holds each service account's name and UID only; see
+	// serviceAccountUID for when it is trusted.
+	serviceAccounts cache.SharedIndexInformer
+	saLister        corelisters.ServiceAccountLister
+	queue           workqueue.TypedRateLimitingInterface[string] // namespace/name
+	written         *writtenVersions
 }
 
 func newPodCertificates() *podCertificates {
@@ -40,16 +46,34 @@ func newPodCertificates() *podCertificates {
 	return &podCertificates{queue: q, written: newWrittenVersions()}
 }
 
-// watch sets up the informer: PodCertificateRequests of the signer only
-// (field selector on spec.signerName, as for CSRs), slimmed once finished.
+// watch sets up the informers: PodCertificateRequests of the signer only
+// (field selector on spec.signerName, as for CSRs), slimmed once finished,
+// and service accounts, slimmed to their names and UIDs.
 func (p *podCertificates) watch(client kubernetes.Interface, signer string) {
-	p.factory = informers.NewSharedInformerFactoryWithOptions(client, 0,
+	pcrs := informers.NewSharedInformerFactoryWithOptions(client, 0,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("spec.signerName", signer).String()
 		}),
 		informers.WithTransform(slimPodCertificateRequest))
-	p.informer = p.factory.Certificates().V1().PodCertificateRequests().Informer()
-	p.lister = p.factory.Certificates().V1().PodCertificateRequests().Lister()
+	p.informer = pcrs.Certificates().V1().PodCertificateRequests().Informer()
+	p.lister = pcrs.Certificates().V1().PodCertificateRequests().Lister()
+	sas := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(slimServiceAccount))
+	p.serviceAccounts = sas.Core().V1().ServiceAccounts().Informer()
+	p.saLister = sas.Core().V1().ServiceAccounts().Lister()
+	p.factories = []informers.SharedInformerFactory{pcrs, sas}
+}
+
+// slimServiceAccount keeps what serviceAccountUID reads: name and UID (a
+// service account may list its Secrets and image pull Secrets, which the
+// signer never reads).
+func slimServiceAccount(obj any) (any, error) {
+	sa, ok := obj.(*corev1.ServiceAccount)
+	if !ok {
+		return obj, nil // a tombstone, passed on as is
+	}
+	return &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{
+		Name: sa.Name, Namespace: sa.Namespace, UID: sa.UID, ResourceVersion: sa.ResourceVersion,
+	}}, nil
 }
 
 func (p *podCertificates) addHandlers(c *Controller) error {
@@ -71,7 +95,7 @@ func (p *podCertificates) synced() []cache.InformerSynced {
 	if p.informer == nil {
 		return nil
 	}
-	return []cache.InformerSynced{p.informer.HasSynced}
+	return []cache.InformerSynced{p.informer.HasSynced, p.serviceAccounts.HasSynced}
 }
 
 // finished reports a request with its terminal condition: the API allows

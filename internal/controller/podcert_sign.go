@@ -72,10 +72,10 @@ const noNamesGrace = 5 * time.Minute
 var errNoNamesYet = errors.New("pod has no name to certify yet")
 
 // decidePodCertificate applies the policy to facts read right before
-// signing, as the CSR path does (decide.go): the pod, the Services that
-// select it and the service account from the API server, since a pod
-// deleted, re-created or relabelled a moment ago must not get a
-// certificate nor keep a name. A denial the Services could explain (a hint
+// signing, as the CSR path does (decide.go): the pod and the Services that
+// select it from the API server, since a pod deleted, re-created or
+// relabelled a moment ago must not get a certificate nor keep a name, and
+// the service account's UID (serviceAccountUID). A denial the Services could explain (a hint
 // naming a Service the cache has not seen yet, no name at all) is
 // confirmed with every Service of the namespace read live.
 func (c *Controller) decidePodCertificate(ctx context.Context, pcr *certificatesv1.PodCertificateRequest) (approve.Decision, error) {
@@ -89,7 +89,7 @@ func (c *Controller) decidePodCertificate(ctx context.Context, pcr *certificates
 		return approve.Decision{}, err
 	}
 	facts := approve.PodCertificateFacts{Facts: fresh}
-	if facts.ServiceAccountUID, err = c.serviceAccountUID(ctx, pcr.Namespace, pcr.Spec.ServiceAccountName); err != nil {
+	if facts.ServiceAccountUID, err = c.serviceAccountUID(ctx, pcr); err != nil {
 		return approve.Decision{}, err
 	}
 	d := c.opts.Policy.DecidePodCertificate(pcr, facts)
@@ -104,13 +104,33 @@ func (c *Controller) decidePodCertificate(ctx context.Context, pcr *certificates
 	return c.opts.Policy.DecidePodCertificate(pcr, facts), nil
 }
 
-func (c *Controller) serviceAccountUID(ctx context.Context, namespace, name string) (types.UID, error) {
-	sa, err := c.opts.Client.CoreV1().ServiceAccounts(namespace).Get(ctx, name, metav1.GetOptions{})
+// serviceAccountUID is the UID of the service account pcr names, or ""
+// when it does not exist, as far as the decision needs it.
+//
+// The cache answers only when it shows exactly the UID the request names;
+// anything else (not cached yet, another UID) is read live, so a cache
+// lagging behind a new or re-created service account neither denies a
+// request nor lets an old UID through. Trusting an agreeing cache is safe
+// because the UID is not what the certificate is for: the API server
+// admitted the request only while that UID was the service account's
+// (NodeRestriction), and the pod, read live right before it, still exists
+// with the request's pod UID and runs under that service account's name,
+// which is what the certificate carries (its SPIFFE ID).
+// What the cache can miss is a deletion after it last heard from the API
+// server, the race a live read has too with a deletion right after it.
+// This saves a read per request, a third of the API requests of a burst of
+// pod certificate requests besides their creation.
+func (c *Controller) serviceAccountUID(ctx context.Context, pcr *certificatesv1.PodCertificateRequest) (types.UID, error) {
+	ns, name := pcr.Namespace, pcr.Spec.ServiceAccountName
+	if sa, err := c.pcr.saLister.ServiceAccounts(ns).Get(name); err == nil && sa.UID == pcr.Spec.ServiceAccountUID {
+		return sa.UID, nil
+	}
+	sa, err := c.opts.Client.CoreV1().ServiceAccounts(ns).Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 		return "", nil
 	case err != nil:
-		return "", fmt.Errorf("reading service account %s/%s: %w", namespace, name, err)
+		return "", fmt.Errorf("reading service account %s/%s: %w", ns, name, err)
 	}
 	return sa.UID, nil
 }

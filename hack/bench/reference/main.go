@@ -39,6 +39,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/util/certificate/csr"
+
+	"github.com/csr-agent/csr-agent/internal/pki"
 )
 
 func main() {
@@ -100,6 +102,16 @@ func run(ctx context.Context) error {
 	root := ctx
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
+	// ca.crt is read the way the agent reads it (internal/agent,
+	// requestWithCA): from the API server's cache while the signer works,
+	// and once more, consistently, only when that answer does not verify
+	// the issued chain. The comparison measures the agent, not a wait the
+	// reference need not have.
+	cached := make(chan []byte, 1)
+	go func() {
+		ca, _ := trustBundles(ctx, client, signer, "0") // an error here is another read below
+		cached <- ca
+	}()
 	name, uid, err := csr.RequestCertificateWithContext(ctx, client, csrPEM, "", signer, &duration, usages, key)
 	if err != nil {
 		return fmt.Errorf("requesting certificate: %w", err)
@@ -108,15 +120,11 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("waiting for certificate %s: %w", name, err)
 	}
-	bundles, err := client.CertificatesV1().ClusterTrustBundles().List(ctx, metav1.ListOptions{
-		FieldSelector: fields.OneTermEqualSelector("spec.signerName", signer).String(),
-	})
-	if err != nil {
-		return fmt.Errorf("listing trust bundles: %w", err)
-	}
-	var ca strings.Builder
-	for _, b := range bundles.Items {
-		ca.WriteString(b.Spec.TrustBundle)
+	ca := <-cached
+	if !pki.Verifies(ca, chain) {
+		if ca, err = trustBundles(ctx, client, signer, ""); err != nil {
+			return err
+		}
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
@@ -127,7 +135,7 @@ func run(ctx context.Context) error {
 		data []byte
 		mode os.FileMode
 	}{
-		{"ca.crt", []byte(ca.String()), 0o644},
+		{"ca.crt", ca, 0o644},
 		{"tls.key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600},
 		{"tls.crt", chain, 0o644}, // last: a reader waiting for it finds the others
 	}
@@ -151,4 +159,22 @@ func cmp(v, def string) string {
 		return def
 	}
 	return v
+}
+
+// trustBundles is the concatenation of the signer's ClusterTrustBundles,
+// read at resourceVersion ("0": from the API server's cache; "": a
+// consistent read).
+func trustBundles(ctx context.Context, client kubernetes.Interface, signer, resourceVersion string) ([]byte, error) {
+	bundles, err := client.CertificatesV1().ClusterTrustBundles().List(ctx, metav1.ListOptions{
+		FieldSelector:   fields.OneTermEqualSelector("spec.signerName", signer).String(),
+		ResourceVersion: resourceVersion,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing trust bundles: %w", err)
+	}
+	var ca []byte
+	for _, b := range bundles.Items {
+		ca = append(ca, b.Spec.TrustBundle...)
+	}
+	return ca, nil
 }
