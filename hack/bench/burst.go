@@ -193,12 +193,16 @@ func benchBurst(ctx context.Context, e *env, short bool, logf func(string, ...an
 	r.detail("- In every run each simulated pod has a new client with a connection of its own, opened inside the measurement "+
 		"(dial, TLS handshake, token verified by the API server), as a starting pod's agent does. The last create returned after "+
 		"%s (csr-agent), %s and %s (KCM at QPS 20 and 500) in the median rounds: no signer can finish before that.", ms(o.created), ms(d.created), ms(h.created))
+	r.chart("burst-issued", "Certificates issued over time in the median round of each side", issuedChart(
+		fmt.Sprintf("%d requests at once: issued over time", n),
+		[]string{"csr-agent", "KCM signer, QPS 500", "KCM signer, QPS 20"}, []burstStats{o, h, d}))
 	return r, nil
 }
 
 type burstStats struct {
 	total, p50, p99 time.Duration
-	created         time.Duration // until the last create (and approval, in the KCM runs) returned
+	created         time.Duration   // until the last create (and approval, in the KCM runs) returned
+	issued          []time.Duration // when each request was seen issued, from the release, sorted
 }
 
 // medianRun is the round with the median total time (of an even number,

@@ -75,3 +75,17 @@ func rssChart(title string, names []string, samples [][]memSample) chart {
 	}
 	return c
 }
+
+// issuedChart is, for each burst, how many requests were issued by each
+// second after the release.
+func issuedChart(title string, names []string, runs []burstStats) chart {
+	c := chart{title: title, xLabel: "seconds after the release", yLabel: "certificates issued"}
+	for i, r := range runs {
+		sr := series{name: names[i], points: []point{{0, 0}}}
+		for j, at := range r.issued {
+			sr.points = append(sr.points, point{x: at.Seconds(), y: float64(j + 1)})
+		}
+		c.series = append(c.series, sr)
+	}
+	return c
+}
