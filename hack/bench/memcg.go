@@ -119,3 +119,20 @@ func (m *memcg) remove() error {
 	}
 	return nil
 }
+
+// breakdown is the cgroup's charge by kind, from memory.stat, for the
+// report: anonymous memory, and file pages the kernel counts as in use
+// (active) or as reclaimable first (inactive, outside the working set).
+func (m *memcg) breakdown() (string, error) {
+	data, err := os.ReadFile(filepath.Join(m.dir, "memory.stat"))
+	if err != nil {
+		return "", err
+	}
+	v := map[string]int64{}
+	for line := range strings.Lines(string(data)) {
+		if k, n, ok := strings.Cut(strings.TrimSpace(line), " "); ok {
+			v[k], _ = strconv.ParseInt(n, 10, 64)
+		}
+	}
+	return fmt.Sprintf("%s anonymous, %s active file, %s inactive file", mib(v["total_rss"]), mib(v["total_active_file"]), mib(v["total_inactive_file"])), nil
+}
