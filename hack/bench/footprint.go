@@ -173,9 +173,9 @@ func benchFootprint(ctx context.Context, e *env, o runOptions, logf func(string,
 	}
 	r.detail("- Working set: each program runs in a cgroup v1 memory cgroup of its own, joined before it executes and with its binary " +
 		"dropped from the page cache first, as a container on a node that just pulled its image; the working set is memory.usage_in_bytes " +
-		"minus total_inactive_file, the kubelet's container_memory_working_set_bytes (what its eviction and `kubectl top` use). "+
-		"It is not a measure of what either program keeps mapped: program pages read once at start stay on the inactive list until memory "+
-		"runs short (the reference's whole binary), while a page reclaimed and faulted back in is put on the active list at once (the "+
+		"minus total_inactive_file, the kubelet's container_memory_working_set_bytes (what its eviction and `kubectl top` use). " +
+		"It is not a measure of what either program keeps mapped: program pages read once at start stay on the inactive list until memory " +
+		"runs short (the reference's whole binary), while a page reclaimed and faulted back in is put on the active list at once (the " +
 		"agent gives its program pages back after each burst of work, package idle, and its idle work faults a few back in).")
 	r.chart("footprint-idle-rss", "VmRSS of the idle agent and reference over the window", rssChart(
 		fmt.Sprintf("Idle VmRSS over %s", window), []string{"csr-agent sidecar", "reference (client-go)"}, samples[:]))
