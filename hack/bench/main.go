@@ -1,7 +1,9 @@
 // Command bench measures csr-agent against its references on a local
-// control plane and writes the results into BENCHMARKS.md: `make bench`
-// (full, about 12 minutes on 2 cores) or `make bench-smoke` (seconds, for
-// CI; it checks that every benchmark runs and asserts no timing).
+// control plane and writes the results into BENCHMARKS.md, and its charts
+// into bench/*.svg next to it: `make bench` (full, about 30 minutes on 2
+// cores, 15 of them the footprint's idle window) or `make bench-smoke`
+// (seconds, for CI; it checks that every benchmark runs and asserts no
+// timing).
 //
 // Usage:
 //
