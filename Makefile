@@ -95,7 +95,7 @@ else
 endif
 
 .PHONY: bench
-bench: $(CONTROLPLANE) ## Run every benchmark (about 12 min) and write the results into BENCHMARKS.md.
+bench: $(CONTROLPLANE) ## Run every benchmark (about 30 min: the footprint idles 15) and write the results and charts (bench/*.svg) into BENCHMARKS.md.
 	$(GO) run ./hack/bench -out BENCHMARKS.md
 
 .PHONY: bench-smoke

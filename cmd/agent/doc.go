@@ -276,6 +276,20 @@
 // Every problem in the configuration is reported at once, each naming its
 // variable and the expected form, before any network call or file write.
 //
+// # Memory
+//
+// The agent runs in every pod and idles almost all the time, so what it
+// keeps resident while idle is its cost (package idle). Unless the
+// environment sets them, it runs with GOGC=off and GOMEMLIMIT=16MiB: the Go
+// runtime then collects only as the heap nears 16 MiB (a soft limit), and
+// the agent collects itself after each burst of work and, while idle, every
+// 5 minutes in which more than 1 MiB was allocated. The runtime's own
+// schedule would also collect every 2 minutes regardless, faulting the
+// collector's code back into an idle process each time. After each burst it
+// also gives back the pages of its program file, and marks them to be read
+// back one page at a time. GOGC and GOMEMLIMIT, when set, are honoured as
+// the Go runtime documents them; GOMAXPROCS is capped at 2 unless set.
+//
 // # Exit codes
 //
 // For init, and for the sidecar while it gets its first certificate; after

@@ -16,6 +16,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/csr-agent/csr-agent/internal/config"
+	"github.com/csr-agent/csr-agent/internal/idle"
 	"github.com/csr-agent/csr-agent/internal/issue"
 )
 
@@ -43,6 +44,7 @@ func main() {
 	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) > maxProcs {
 		runtime.GOMAXPROCS(maxProcs)
 	}
+	idle.SetGC() // GOGC off and GOMEMLIMIT 16MiB unless set; see package idle
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

@@ -94,6 +94,13 @@ func (s *sidecar) run(ctx context.Context, g *errgroup.Group) error {
 		s.observer.notify(ctx)
 	}
 	releaseMemory(ctx)
+	sweeper := &idle.Sweeper{Clock: clock.RealClock{}}
+	g.Go(func() error {
+		sweeper.Run(ctx, func(err error) {
+			klog.FromContext(ctx).V(1).Info("Some memory could not be given back", "error", err.Error())
+		})
+		return nil
+	})
 	loop, err := renew.New(renew.Options{
 		Renewer: s.agent, Files: s.writer, Current: started.Published, RenewNow: started.RenewNow,
 		Policy: renew.Policy{Before: s.cfg.RenewBefore}, RenewLimit: s.cfg.IssueTimeout + time.Minute,

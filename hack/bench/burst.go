@@ -211,6 +211,9 @@ func benchBurst(ctx context.Context, e *env, short bool, logf func(string, ...an
 		"each side's all-issued time by that moment of its own round.", ms(o.created), ms(d.created), ms(h.created))
 	r.detail("- API requests per certificate in csr-agent's median round (kube-apiserver's apiserver_request_total before and after, "+
 		"every client, watches left out): %s.", requests[o.total])
+	r.chart("burst-issued", "Certificates issued over time in the median round of each side", issuedChart(
+		fmt.Sprintf("%d requests at once: issued over time", n),
+		[]string{"csr-agent", "KCM signer, QPS 500", "KCM signer, QPS 20"}, []burstStats{o, h, d}))
 	return r, nil
 }
 
@@ -222,7 +225,8 @@ func floor(s burstStats) float64 {
 
 type burstStats struct {
 	total, p50, p99 time.Duration
-	created         time.Duration // until the last create (and approval, in the KCM runs) returned
+	created         time.Duration   // until the last create (and approval, in the KCM runs) returned
+	issued          []time.Duration // when each request was seen issued, from the release, sorted
 }
 
 // medianRun is the round with the median total time (of an even number,

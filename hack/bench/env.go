@@ -59,13 +59,21 @@ type env struct {
 func build(ctx context.Context, out string) (agent, reference, controller string, err error) {
 	agent, reference, controller = filepath.Join(out, "agent"), filepath.Join(out, "reference"), filepath.Join(out, "controller")
 	for pkg, dst := range map[string]string{"./cmd/agent": agent, "./hack/bench/reference": reference, "./cmd/controller": controller} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", dst, pkg)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return "", "", "", fmt.Errorf("building %s: %w\n%s", pkg, err, b)
+		if err := goBuild(ctx, pkg, dst); err != nil {
+			return "", "", "", err
 		}
 	}
 	return agent, reference, controller, nil
+}
+
+// goBuild builds pkg into dst static and stripped.
+func goBuild(ctx context.Context, pkg, dst string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", dst, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("building %s: %w\n%s", pkg, err, b)
+	}
+	return nil
 }
 
 func setup(ctx context.Context, work string, ctrlEnv []string, logf func(string, ...any)) (*env, error) {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,11 +21,24 @@ import (
 	"github.com/csr-agent/csr-agent/internal/localcluster"
 )
 
+// defaultIdleWindow is how long the footprint benchmark watches both
+// programs idle: long enough for the slow periodic work of an idle sidecar
+// (GC cycles forced every 2 minutes, the scavenger returning memory, a
+// watch's bookmarks and re-establishment) to show in its peak, which is what
+// a memory limit has to fit.
+const defaultIdleWindow = 15 * time.Minute
+
 // benchFootprint covers benchmarks 1 and 2 of issue 7: both programs issue
-// a certificate for a pod of their own, then idle side by side; their RSS
-// is sampled and their API requests counted over the same window.
-func benchFootprint(ctx context.Context, e *env, short bool, logf func(string, ...any)) (*result, error) {
-	settle, window := 30*time.Second, 3*time.Minute
+// a certificate for a pod of their own, then idle side by side for window
+// (o.idle, 0: defaultIdleWindow); their memory is sampled and their API requests
+// counted over the same window. o.agentEnv is added to the agent's
+// environment. Each runs in a memory cgroup of its own
+// (memcg), so that the working set the kubelet would report is read too.
+func benchFootprint(ctx context.Context, e *env, o runOptions, logf func(string, ...any)) (_ *result, rerr error) {
+	settle, window, short := 30*time.Second, o.idle, o.short
+	if window == 0 {
+		window = defaultIdleWindow
+	}
 	if short {
 		settle, window = 3*time.Second, 20*time.Second
 	}
@@ -42,6 +56,7 @@ func benchFootprint(ctx context.Context, e *env, short bool, logf func(string, .
 		pod  *localcluster.Pod
 		dir  string
 		proc *process
+		cg   *memcg
 		ua   string
 	}
 	var rs [2]*runner
@@ -62,16 +77,28 @@ func benchFootprint(ctx context.Context, e *env, short bool, logf func(string, .
 		program, args, ua := e.agent, []string{"sidecar"}, "csr-agent/"
 		if name == "agent" {
 			env = append(env, "HTTP_ADDR=127.0.0.1:0") // probes and metrics on, as in a pod
+			env = append(env, o.agentEnv...)
 		} else {
 			program, args, ua = e.reference, nil, "csr-reference"
 			env = append(env, "MODE=sidecar")
+		}
+		cg, err := newMemcg(fmt.Sprintf("csr-agent-bench-%d-%s", os.Getpid(), name))
+		if err != nil {
+			logf("no working set for %s: %v", name, err)
+		} else {
+			defer func() { rerr = errors.Join(rerr, cg.remove()) }()
+			if program, args, err = cg.command(program, args); err != nil {
+				return nil, err
+			}
 		}
 		p, err := startProcess(name, program, args, env, filepath.Join(e.work, "footprint-"+name+".log"))
 		if err != nil {
 			return nil, err
 		}
-		defer p.stop() //nolint:errcheck // stopped and checked below; this is for errors on the way
-		rs[i] = &runner{pod: pod, dir: dir, proc: p, ua: ua}
+		// Stopped and checked below; this is for errors on the way, and
+		// runs before the cgroup's removal, which waits for the exit.
+		defer p.stop() //nolint:errcheck
+		rs[i] = &runner{pod: pod, dir: dir, proc: p, cg: cg, ua: ua}
 	}
 	for _, rn := range rs {
 		if err := waitValid(ctx, rn.dir, rn.proc, time.Minute); err != nil {
@@ -84,17 +111,20 @@ func benchFootprint(ctx context.Context, e *env, short bool, logf func(string, .
 		return nil, err
 	}
 	t0 := time.Now()
-	var samples [2][]memory
-	for time.Since(t0) < window {
-		if err := sleep(ctx, min(5*time.Second, window-time.Since(t0))); err != nil {
+	samples, err := sampleMemory(ctx, []watched{{rs[0].proc, rs[0].cg}, {rs[1].proc, rs[1].cg}}, window, 2*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	var last [2]memory
+	var charged [2]string
+	for i, rn := range rs {
+		if last[i], err = rn.proc.memory(); err != nil {
 			return nil, err
 		}
-		for i, rn := range rs {
-			m, err := rn.proc.memory()
-			if err != nil {
+		if rn.cg != nil {
+			if charged[i], err = rn.cg.breakdown(); err != nil {
 				return nil, err
 			}
-			samples[i] = append(samples[i], m)
 		}
 	}
 	t1 := time.Now()
@@ -115,23 +145,46 @@ func benchFootprint(ctx context.Context, e *env, short bool, logf func(string, .
 			return nil, err
 		}
 	}
-	last := [2]memory{samples[0][len(samples[0])-1], samples[1][len(samples[1])-1]}
+	var rss, ws [2]int64
+	for i := range rs {
+		rss[i], ws[i] = peak(samples[i])
+	}
 	r.add("stripped static binary", mb(sizes[0]), mb(sizes[1]), ratio(float64(sizes[0]), float64(sizes[1])), "≤ 0.65",
 		float64(sizes[0]) <= 0.65*float64(sizes[1]))
-	r.add("idle RSS (VmRSS, end of window)", mib(last[0].RSS), mib(last[1].RSS), ratio(float64(last[0].RSS), float64(last[1].RSS)), "≤ 0.65",
-		float64(last[0].RSS) <= 0.65*float64(last[1].RSS))
-	r.add(fmt.Sprintf("API requests while idle (%s)", window), fmt.Sprint(idle[0]), fmt.Sprint(idle[1]), "–", "0", idle[0] == 0)
+	r.add(fmt.Sprintf("idle RSS (VmRSS, maximum over %s)", window), mib(rss[0]), mib(rss[1]), ratio(float64(rss[0]), float64(rss[1])), "≤ 0.5",
+		float64(rss[0]) <= 0.5*float64(rss[1]))
+	if ws[0] >= 0 && ws[1] >= 0 {
+		// No goal: see the detail on what the kernel counts as active.
+		r.add("idle working set (cgroup, as the kubelet reports it; maximum)", mib(ws[0]), mib(ws[1]), ratio(float64(ws[0]), float64(ws[1])), "–", true)
+	}
+	// A watch is re-established every 5–10 minutes (client-go's reflector
+	// asks for that timeout, so that a watch never outlives a changed
+	// server): over a window of 15 minutes the trust-bundle watch renews once
+	// or twice. Anything else while idle is a request too many.
+	onlyWatches := !slices.ContainsFunc(idleURIs[0], func(u string) bool { return !strings.HasPrefix(u, "watch ") })
+	r.add(fmt.Sprintf("API requests while idle (%s)", window), fmt.Sprint(idle[0]), fmt.Sprint(idle[1]), "–", "watch renewals only", onlyWatches)
 	for i, name := range []string{"csr-agent", "reference"} {
-		lo, hi := samples[i][0].RSS, samples[i][0].RSS
+		lo := rss[i]
 		for _, m := range samples[i] {
-			lo, hi = min(lo, m.RSS), max(hi, m.RSS)
+			lo = min(lo, m.rss)
 		}
-		r.detail("- %s: VmRSS %s–%s over %d samples every 5 s; at the end %s anonymous + %s file-backed (program pages). %d API requests from start to files on disk.",
-			name, mib(lo), mib(hi), len(samples[i]), mib(last[i].Anon), mib(last[i].File), issuing[i])
+		r.detail("- %s: VmRSS %s–%s over %d samples every 2 s; at the end %s anonymous + %s file-backed (program pages). %d API requests from start to files on disk.",
+			name, mib(lo), mib(rss[i]), len(samples[i]), mib(last[i].Anon), mib(last[i].File), issuing[i])
+		if charged[i] != "" {
+			r.detail("  Its cgroup at the end: %s.", charged[i])
+		}
 		if idle[i] > 0 {
 			r.detail("  Idle requests: %s", strings.Join(idleURIs[i], ", "))
 		}
 	}
+	r.detail("- Working set: each program runs in a cgroup v1 memory cgroup of its own, joined before it executes and with its binary " +
+		"dropped from the page cache first, as a container on a node that just pulled its image; the working set is memory.usage_in_bytes " +
+		"minus total_inactive_file, the kubelet's container_memory_working_set_bytes (what its eviction and `kubectl top` use). " +
+		"It is not a measure of what either program keeps mapped: program pages read once at start stay on the inactive list until memory " +
+		"runs short (the reference's whole binary), while a page reclaimed and faulted back in is put on the active list at once (the " +
+		"agent gives its program pages back after each burst of work, package idle, and its idle work faults a few back in).")
+	r.chart("footprint-idle-rss", "VmRSS of the idle agent and reference over the window", rssChart(
+		fmt.Sprintf("Idle VmRSS over %s", window), []string{"csr-agent sidecar", "reference (client-go)"}, samples[:]))
 	r.detail("- Both run with a 24h certificate, idle %s after issuance before the window; the agent as `agent sidecar` with its HTTP endpoint, "+
 		"trust-bundle watch and inotify on; the reference does nothing after issuance. Requests are counted from the kube-apiserver's audit log "+
 		"(level Metadata) by the pod's service-account user and user agent, by the time each was received.", settle)

@@ -1,15 +1,18 @@
 // Command bench measures csr-agent against its references on a local
-// control plane and writes the results into BENCHMARKS.md: `make bench`
-// (full, about 12 minutes on 2 cores) or `make bench-smoke` (seconds, for
-// CI; it checks that every benchmark runs and asserts no timing).
+// control plane and writes the results into BENCHMARKS.md, and its charts
+// into bench/*.svg next to it: `make bench` (full, about 30 minutes on 2
+// cores, 15 of them the footprint's idle window) or `make bench-smoke`
+// (seconds, for CI; it checks that every benchmark runs and asserts no
+// timing).
 //
 // Usage:
 //
-//	go run ./hack/bench [-short] [-keep] [-out FILE] [-controller-env K=V]... [benchmark ...]
+//	go run ./hack/bench [-short] [-keep] [-idle D] [-out FILE] [-controller-env K=V]... [benchmark ...]
 //
 // The benchmarks (default: all, in this order):
 //
-//	footprint  binary size and idle RSS of `agent sidecar` vs the reference
+//	footprint  binary size, peak idle RSS and working set over -idle (15m) of
+//	           `agent sidecar` vs the reference
 //	           requester (hack/bench/reference: client-go's
 //	           util/certificate/csr over the full Clientset), and the API
 //	           requests each makes while idle, counted from the audit log
@@ -23,6 +26,10 @@
 //	           second, by the agent's own deadline function
 //	podcert    1000 PodCertificateRequests at once (the kubelet's path) vs
 //	           1000 CSRs at once (the agent's), same pods, same run
+//	controller-memory
+//	           the controller's VmRSS growth per pod as 10,000 pods are
+//	           created, vs a plain client-go pod informer
+//	           (hack/bench/podinformer), same run
 //
 // -keep keeps the scratch directory (every program's log, the audit log);
 // -controller-env adds a variable to the controller's environment, for
@@ -49,7 +56,7 @@ import (
 	"time"
 )
 
-var order = []string{"footprint", "latency", "burst", "hostile", "rotation", "spread", "podcert"}
+var order = []string{"footprint", "latency", "burst", "hostile", "rotation", "spread", "podcert", "controller-memory"}
 
 // fieldManager owns what the benchmarks apply.
 const fieldManager = "csr-agent-bench"
@@ -67,7 +74,10 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	short := flags.Bool("short", false, "smoke: tiny sizes and windows; numbers are not meaningful")
 	out := flags.String("out", "", "markdown file to write the results into (sections replaced in place)")
 	keep := flags.Bool("keep", false, "keep the scratch directory (logs of every program, the audit log)")
-	var ctrlEnv []string
+	idle := flags.Duration("idle", defaultIdleWindow, "idle window of the footprint benchmark (shorter while iterating; recorded runs use the default)")
+	var ctrlEnv, agentEnv []string
+	flags.Func("agent-env", "KEY=VALUE added to the footprint agent's environment, for experiments such as GOGC (repeatable; recorded runs use the defaults)",
+		func(s string) error { agentEnv = append(agentEnv, s); return nil })
 	flags.Func("controller-env", "KEY=VALUE added to the controller's environment, for experiments (repeatable; recorded runs use the defaults)",
 		func(s string) error { ctrlEnv = append(ctrlEnv, s); return nil })
 	if err := flags.Parse(args); err != nil {
@@ -83,7 +93,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	if err := run(ctx, runOptions{names: names, short: *short, keep: *keep, out: *out, ctrlEnv: ctrlEnv, stdout: stdout}); err != nil {
+	if err := run(ctx, runOptions{names: names, short: *short, idle: *idle, keep: *keep, out: *out, ctrlEnv: ctrlEnv, agentEnv: agentEnv, stdout: stdout}); err != nil {
 		fmt.Fprintf(stderr, "bench: %v\n", err)
 		return 1
 	}
@@ -91,12 +101,14 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 type runOptions struct {
-	names   []string
-	short   bool
-	keep    bool
-	out     string
-	ctrlEnv []string
-	stdout  io.Writer
+	names    []string
+	short    bool
+	idle     time.Duration
+	keep     bool
+	out      string
+	ctrlEnv  []string
+	agentEnv []string
+	stdout   io.Writer
 }
 
 func run(ctx context.Context, o runOptions) (err error) {
@@ -140,7 +152,7 @@ func run(ctx context.Context, o runOptions) (err error) {
 		var err error
 		switch name {
 		case "footprint":
-			r, err = benchFootprint(ctx, e, o.short, logf)
+			r, err = benchFootprint(ctx, e, o, logf)
 		case "latency":
 			r, err = benchLatency(ctx, e, o.short, logf)
 		case "burst":
@@ -153,6 +165,8 @@ func run(ctx context.Context, o runOptions) (err error) {
 			r, err = benchSpread(o.short)
 		case "podcert":
 			r, err = benchPodCertificates(ctx, e, o.short, logf)
+		case "controller-memory":
+			r, err = benchControllerMemory(ctx, e, o.short, logf)
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)

@@ -124,17 +124,19 @@ func measureBurst(ctx context.Context, api burstAPI, label string, n int, do fun
 	}
 	wg.Wait()
 	var last, lastCreated time.Time
-	var each []time.Duration
+	var each, issuedAt []time.Duration
 	for i := range n {
 		at := issued[burstName(label, i)]
 		last = maxTime(last, at)
 		lastCreated = maxTime(lastCreated, returned[i])
 		each = append(each, at.Sub(sent[i]))
+		issuedAt = append(issuedAt, at.Sub(t0))
 	}
 	each = sortedCopy(each)
 	// Clean up, so that the next run's informers and watches see only theirs.
 	if err := api.deleteAll(ctx, byLabel); err != nil {
 		return burstStats{}, err
 	}
-	return burstStats{total: last.Sub(t0), p50: percentile(each, .5), p99: percentile(each, .99), created: lastCreated.Sub(t0)}, nil
+	return burstStats{total: last.Sub(t0), p50: percentile(each, .5), p99: percentile(each, .99), created: lastCreated.Sub(t0),
+		issued: sortedCopy(issuedAt)}, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -18,6 +19,22 @@ type result struct {
 	title         string
 	rows          []row
 	details       []string // markdown paragraphs or list items
+	charts        []chartFile
+}
+
+// chartFile is a chart written next to the report, in chartDir.
+type chartFile struct {
+	name string // file name without directory
+	svg  []byte
+}
+
+// chartDir holds the charts, relative to the report.
+const chartDir = "bench"
+
+// chart adds c as chartDir/name.svg and embeds it in the section.
+func (r *result) chart(name, alt string, c chart) {
+	r.charts = append(r.charts, chartFile{name: name + ".svg", svg: c.svg()})
+	r.detail("\n![%s](%s/%s.svg)\n", alt, chartDir, name)
 }
 
 // row compares the agent (or the controller) with its reference.
@@ -119,6 +136,17 @@ func writeReport(path, machine string, results []*result) error {
 			doc = doc[:i] + block + doc[j+len(end):]
 		} else {
 			doc = strings.TrimRight(doc, "\n") + "\n\n" + block + "\n"
+		}
+	}
+	for _, r := range results {
+		for _, c := range r.charts {
+			dir := filepath.Join(filepath.Dir(path), chartDir)
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(dir, c.name), c.svg, 0o644); err != nil {
+				return err
+			}
 		}
 	}
 	return os.WriteFile(path, []byte(doc), 0o644)

@@ -58,6 +58,14 @@ func benchSpread(short bool) (*result, error) {
 		}
 		r.detail("| %s – %s | %d | %d |", hm(first+h*60), hm(min(first+(h+1)*60, last+1)), total, top)
 	}
+	perMinuteChart := chart{title: fmt.Sprintf("Renewals per minute, %d certificates issued in the same second", n),
+		xLabel: "hours after issuance", yLabel: "renewals per minute", bars: true, barWidth: 1.0 / 60}
+	bars := series{name: "csr-agent (70–90% jittered)"}
+	for m := first; m <= last; m++ {
+		bars.points = append(bars.points, point{x: float64(m) / 60, y: float64(perMinute[m])})
+	}
+	perMinuteChart.series = []series{bars}
+	r.chart("spread-per-minute", "Renewals per minute over the window", perMinuteChart)
 	return r, nil
 }
 

@@ -40,13 +40,11 @@ import (
 // cachedFacts reads the pod and its namespace's Services from the caches.
 func (c *Controller) cachedFacts(who approve.Requester) (approve.Facts, error) {
 	var facts approve.Facts
-	pod, err := c.informer.podLister.Pods(who.Namespace).Get(who.PodName)
-	switch {
-	case err == nil:
-		facts.Pod = approve.PodFrom(pod)
-	case !apierrors.IsNotFound(err):
+	pod, err := c.informer.cachedPodFacts(who.Namespace, who.PodName)
+	if err != nil {
 		return facts, fmt.Errorf("reading pod %s/%s from the cache: %w", who.Namespace, who.PodName, err)
 	}
+	facts.Pod = pod
 	svcs, err := c.informer.svcLister.Services(who.Namespace).List(labels.Everything())
 	if err != nil {
 		return facts, fmt.Errorf("listing services of %s from the cache: %w", who.Namespace, err)

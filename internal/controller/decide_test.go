@@ -143,7 +143,7 @@ func TestApprovalIsDecidedFromTheLivePodNotTheCache(t *testing.T) {
 			live, svc := testPod(), testService()
 			tt.live(live)
 			c, client := newTestController(t, true, live, svc, csr)
-			if err := c.informer.pods.GetIndexer().Add(testPod()); err != nil {
+			if err := c.informer.pods.GetIndexer().Add(mustPodFacts(t, testPod())); err != nil {
 				t.Fatal(err)
 			}
 			if err := c.informer.services.GetIndexer().Add(svc); err != nil {
@@ -165,7 +165,7 @@ func TestFreshReadIsOnlyWhatTheRequestNames(t *testing.T) {
 	csr := testCSR(t) // asks for the pod-IP DNS name only
 	pod, svc := testPod(), testService()
 	c, client := newTestController(t, true, pod, svc, csr)
-	if err := c.informer.pods.GetIndexer().Add(testPod()); err != nil {
+	if err := c.informer.pods.GetIndexer().Add(mustPodFacts(t, testPod())); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.informer.services.GetIndexer().Add(svc); err != nil {
@@ -256,44 +256,6 @@ func TestTransientProblemsAreRetriedNeverDenied(t *testing.T) {
 			}
 		})
 	}
-}
-
-func TestCacheKeepsOnlyWhatThePolicyReads(t *testing.T) {
-	pod := testPod()
-	pod.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}
-	pod.Annotations = map[string]string{"big": strings.Repeat("x", 4096)}
-	pod.Spec.Containers = []corev1.Container{{Name: "app", Image: "nginx"}}
-	slim, err := slimPodOrService(pod.DeepCopy())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := slim.(*corev1.Pod)
-	if p.ManagedFields != nil || p.Annotations != nil || p.Spec.Containers != nil {
-		t.Errorf("slim pod keeps %+v", p)
-	}
-	if got, want := approve.PodFrom(p), approve.PodFrom(pod); !samePod(got, want) {
-		t.Errorf("policy sees %+v in the cache, %+v in the API", got, want)
-	}
-
-	issued := testCSR(t)
-	issued.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "controller"}}
-	issued.Status.Certificate = []byte("-----BEGIN CERTIFICATE-----...")
-	policy, _ := approve.New(approve.Options{SignerName: testSigner})
-	stub, _ := slimCSR(policy)(issued.DeepCopy())
-	s := stub.(*certificatesv1.CertificateSigningRequest)
-	if s.Spec.Request != nil || s.ManagedFields != nil || policy.Classify(s) != approve.StateDone {
-		t.Errorf("finished CSR cached as %+v", s)
-	}
-	pending := testCSR(t)
-	kept, _ := slimCSR(policy)(pending.DeepCopy())
-	if k := kept.(*certificatesv1.CertificateSigningRequest); string(k.Spec.Request) != string(pending.Spec.Request) {
-		t.Error("pending CSR lost its request in the cache")
-	}
-}
-
-func samePod(a, b *approve.Pod) bool {
-	return a.Name == b.Name && a.UID == b.UID && a.ServiceAccountName == b.ServiceAccountName && a.Phase == b.Phase &&
-		strings.Join(a.PodIPs, ",") == strings.Join(b.PodIPs, ",") && a.Labels["app"] == b.Labels["app"]
 }
 
 func TestOwnWritesAreNotRedoneFromAStaleCache(t *testing.T) {

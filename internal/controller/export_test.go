@@ -14,8 +14,8 @@ func SetAfterCachedFacts(c *Controller, f func(*certificatesv1.CertificateSignin
 // Caches reports whether the controller's caches hold the pod and the
 // Service, with at least the given pod labels.
 func Caches(c *Controller, namespace, pod, service string, labels map[string]string) bool {
-	p, err := c.informer.podLister.Pods(namespace).Get(pod)
-	if err != nil {
+	p, err := c.informer.cachedPodFacts(namespace, pod)
+	if err != nil || p == nil {
 		return false
 	}
 	for k, v := range labels {

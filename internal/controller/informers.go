@@ -35,7 +35,6 @@ type caches struct {
 	extraSynced []cache.InformerSynced
 
 	csrLister    certlisters.CertificateSigningRequestLister
-	podLister    corelisters.PodLister
 	svcLister    corelisters.ServiceLister
 	secretLister corelisters.SecretNamespaceLister
 }
@@ -48,6 +47,8 @@ func newInformers(client kubernetes.Interface, policy *approve.Policy, caSecret 
 		}),
 		informers.WithTransform(slimCSR(policy)))
 	podFactory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(slimPodOrService))
+	// Pods are cached as the policy's facts only (podcache.go); no lister:
+	// a PodLister would hand out *corev1.Pod.
 	in := &caches{
 		factories: []informers.SharedInformerFactory{csrFactory, podFactory},
 		csrs:      csrFactory.Certificates().V1().CertificateSigningRequests().Informer(),
@@ -55,7 +56,6 @@ func newInformers(client kubernetes.Interface, policy *approve.Policy, caSecret 
 		services:  podFactory.Core().V1().Services().Informer(),
 	}
 	in.csrLister = csrFactory.Certificates().V1().CertificateSigningRequests().Lister()
-	in.podLister = podFactory.Core().V1().Pods().Lister()
 	in.svcLister = podFactory.Core().V1().Services().Lister()
 	if caSecret.Name != "" {
 		secretFactory := informers.NewSharedInformerFactoryWithOptions(client, caResync,
@@ -118,19 +118,7 @@ func (in *caches) waitForSync(ctx context.Context) bool {
 // several kilobytes, mostly spec and status the controller never reads, and
 // the cache holds every pod of the cluster.
 func slimPodOrService(obj any) (any, error) {
-	switch o := obj.(type) {
-	case *corev1.Pod:
-		return &corev1.Pod{
-			ObjectMeta: slimMeta(o.ObjectMeta),
-			Spec: corev1.PodSpec{
-				ServiceAccountName: o.Spec.ServiceAccountName,
-				HostNetwork:        o.Spec.HostNetwork,
-				Hostname:           o.Spec.Hostname,
-				Subdomain:          o.Spec.Subdomain,
-			},
-			Status: corev1.PodStatus{Phase: o.Status.Phase, PodIP: o.Status.PodIP, PodIPs: o.Status.PodIPs},
-		}, nil
-	case *corev1.Service:
+	if o, ok := obj.(*corev1.Service); ok {
 		return &corev1.Service{
 			ObjectMeta: slimMeta(o.ObjectMeta),
 			Spec: corev1.ServiceSpec{
@@ -141,7 +129,7 @@ func slimPodOrService(obj any) (any, error) {
 			},
 		}, nil
 	}
-	return obj, nil // a tombstone, passed on as is
+	return podFacts(obj)
 }
 
 func slimMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
