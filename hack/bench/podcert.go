@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
 	"github.com/csr-agent/csr-agent/internal/localcluster"
@@ -31,6 +32,7 @@ func benchPodCertificates(ctx context.Context, e *env, short bool, logf func(str
 	if short {
 		n = 50
 	}
+	const podsPerNode = 100
 	ns, err := e.cluster.NewNamespace(ctx)
 	if err != nil {
 		return nil, err
@@ -42,17 +44,25 @@ func benchPodCertificates(ctx context.Context, e *env, short bool, logf func(str
 			SignerName: signerName, KeyType: "ECDSAP256", CredentialBundlePath: "credentialbundle.pem",
 		}}},
 	}}}
+	// The pods are spread over nodes of podsPerNode, below the kubelet's
+	// default limit of 110 pods: each node's kubelet asks for its own pods,
+	// as in a cluster, not one client for a thousand pods.
+	nodes := (n + podsPerNode - 1) / podsPerNode
+	nodeName := func(i int) string { return fmt.Sprintf("bench-node-%d", i/podsPerNode) }
 	pods := make([]*localcluster.Pod, n)
 	if err := parallel(n, 32, func(i int) error {
-		p, err := e.cluster.NewPod(ctx, localcluster.PodOptions{Namespace: ns, TokenTTL: tokenTTL, Volumes: []corev1.Volume{volume}})
+		p, err := e.cluster.NewPod(ctx, localcluster.PodOptions{Namespace: ns, TokenTTL: tokenTTL, Volumes: []corev1.Volume{volume}, Node: nodeName(i)})
 		pods[i] = p
 		return err
 	}); err != nil {
 		return nil, err
 	}
-	nodeCfg, node, err := e.cluster.NodeConfig(ctx)
-	if err != nil {
-		return nil, err
+	nodeCfgs := make([]*rest.Config, nodes)
+	nodeObjs := make([]*corev1.Node, nodes)
+	for k := range nodes {
+		if nodeCfgs[k], nodeObjs[k], err = e.cluster.NodeConfig(ctx, nodeName(k*podsPerNode)); err != nil {
+			return nil, err
+		}
 	}
 	sa, err := e.cluster.Client.CoreV1().ServiceAccounts(ns).Get(ctx, pods[0].ServiceAccount, metav1.GetOptions{})
 	if err != nil {
@@ -89,14 +99,16 @@ func benchPodCertificates(ctx context.Context, e *env, short bool, logf func(str
 			return err
 		})
 	}
-	// One node asks for every pod: its kubelet's one client, as on a node.
+	// Each node asks for its pods with its kubelet's one client.
 	pcrRun := func(run string) (burstStats, error) {
-		client, err := kubernetes.NewForConfig(nodeCfg)
-		if err != nil {
-			return burstStats{}, err
+		clients := make([]kubernetes.Interface, nodes)
+		for k, cfg := range nodeCfgs {
+			if clients[k], err = kubernetes.NewForConfig(cfg); err != nil {
+				return burstStats{}, err
+			}
 		}
 		return pcrBurstOnce(ctx, e, ns, run, n, func(ctx context.Context, i int) error {
-			p := pods[i]
+			p, node, client := pods[i], nodeObjs[i/podsPerNode], clients[i/podsPerNode]
 			obj := &certificatesv1.PodCertificateRequest{
 				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: burstName(run, i), Labels: map[string]string{"bench-run": run}},
 				Spec: certificatesv1.PodCertificateRequestSpec{
@@ -161,12 +173,12 @@ func benchPodCertificates(ctx context.Context, e *env, short bool, logf func(str
 	r.detail("- Rounds (all issued): PodCertificateRequests %s; CSRs %s. The table shows each side's median round.", totals(pcrRounds), totals(csrRounds))
 	r.detail("- The same %d simulated pods (each mounting a podCertificate volume of %s) in both: a CSR is created by the pod with its own "+
 		"pod-bound token and connection, and the controller approves then signs it (two writes); a PodCertificateRequest is created by "+
-		"the node (one system:node client certificate, as the kubelet), and the controller reads the pod live, checks the service "+
+		"the pod's node (%d nodes of %d pods, each node one system:node client certificate and connection, as its kubelet), and the controller reads the pod live, checks the service "+
 		"account's UID against its cache, and issues it in one status write. Same controller, same policy, same control plane, alternating rounds. Per request: from just "+
-		"before the create to the certificate seen on a watch.", n, signerName)
-	r.detail("- The last create returned after %s (PodCertificateRequests, all from one node identity, which API Priority and Fairness "+
-		"queues as one flow) and %s (CSRs, from 1000 pod identities) in the median rounds; the row after it is the signer's own share.",
-		ms(p.created), ms(c.created))
+		"before the create to the certificate seen on a watch.", n, signerName, nodes, podsPerNode)
+	r.detail("- The last create returned after %s (PodCertificateRequests, from %d node identities, each one flow of API Priority and "+
+		"Fairness) and %s (CSRs, from %d pod identities) in the median rounds; the row after it is the signer's own share.",
+		ms(p.created), nodes, ms(c.created), n)
 	r.detail("- API requests per certificate in the median rounds (kube-apiserver's apiserver_request_total before and after, every "+
 		"client, watches left out): PodCertificateRequests %s; CSRs %s.", requests["pcr"+ms(p.total)], requests["csr"+ms(c.total)])
 	return r, nil

@@ -16,9 +16,9 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-// NodeName is the Node every simulated pod is bound to. No kubelet runs; the
-// Node object exists so that pod-bound tokens carry node facts as they do in
-// a real cluster.
+// NodeName is the Node simulated pods are bound to unless PodOptions.Node
+// names another. No kubelet runs; the Node object exists so that pod-bound
+// tokens carry node facts as they do in a real cluster.
 const NodeName = "testenv-node"
 
 // DefaultTokenTTL is the lifetime of the tokens NewPod and
@@ -50,6 +50,9 @@ type PodOptions struct {
 	// Finalizers become metadata.finalizers: such a pod stays, terminating,
 	// after it is deleted until they are removed.
 	Finalizers []string
+	// Node is the Node the pod is bound to, created if missing; default
+	// NodeName.
+	Node string
 }
 
 // Pod is a Pod object that looks scheduled and running, and the credentials
@@ -117,7 +120,10 @@ func (c *Cluster) NewPod(ctx context.Context, opts PodOptions) (*Pod, error) {
 	if opts.TokenTTL == 0 {
 		opts.TokenTTL = DefaultTokenTTL
 	}
-	if err := c.ensureNode(ctx); err != nil {
+	if opts.Node == "" {
+		opts.Node = NodeName
+	}
+	if err := c.ensureNode(ctx, opts.Node); err != nil {
 		return nil, err
 	}
 	if err := c.ensureServiceAccount(ctx, opts.Namespace, opts.ServiceAccount); err != nil {
@@ -128,7 +134,7 @@ func (c *Cluster) NewPod(ctx context.Context, opts PodOptions) (*Pod, error) {
 		Spec: corev1.PodSpec{
 			Volumes:            opts.Volumes,
 			ServiceAccountName: opts.ServiceAccount,
-			NodeName:           NodeName,
+			NodeName:           opts.Node,
 			Hostname:           opts.Hostname,
 			Subdomain:          opts.Subdomain,
 			Containers:         []corev1.Container{{Name: "app", Image: "registry.k8s.io/pause:3.10"}},
@@ -228,8 +234,8 @@ func (c *Cluster) ensureServiceAccount(ctx context.Context, namespace, name stri
 	return nil
 }
 
-func (c *Cluster) ensureNode(ctx context.Context) error {
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: NodeName}}
+func (c *Cluster) ensureNode(ctx context.Context, name string) error {
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}
 	_, err := c.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating node: %w", err)

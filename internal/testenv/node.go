@@ -6,6 +6,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
+
+	"github.com/csr-agent/csr-agent/internal/localcluster"
 )
 
 // NodeConfig authenticates as the kubelet of NodeName (a system:node
@@ -13,7 +15,7 @@ import (
 // localcluster.Cluster.NodeConfig.
 func (e *Env) NodeConfig(t testing.TB) (*rest.Config, *corev1.Node) {
 	t.Helper()
-	cfg, node, err := e.cluster.NodeConfig(context.Background())
+	cfg, node, err := e.cluster.NodeConfig(context.Background(), localcluster.NodeName)
 	if err != nil {
 		t.Fatal(err)
 	}
