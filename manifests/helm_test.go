@@ -34,11 +34,33 @@ func TestHelmChartRendersWhatKustomizeBuilds(t *testing.T) {
 			func(t *testing.T) string { return overlay(t, ".", "components/own-ca") }},
 		{"both", map[string]any{"injector": map[string]any{"enabled": true}, "ca": map[string]any{"source": "secret"}},
 			func(t *testing.T) string { return overlay(t, ".", "injector", "components/own-ca") }},
+		{"monitoring.enabled, as manifests/ and manifests/monitoring", map[string]any{"monitoring": map[string]any{"enabled": true}},
+			func(t *testing.T) string { return resources(t, ".", "monitoring") }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, want := build(t, c.dir(t))
 			checkSameObjects(t, mustRenderChart(t, c.values), want)
 		})
+	}
+}
+
+// The chart cannot read files outside its directory, so it carries copies
+// of the monitoring files; they must be the originals.
+func TestHelmChartMonitoringFilesAreManifestsMonitoring(t *testing.T) {
+	for _, name := range []string{"rules.yaml", "dashboard.json"} {
+		src := filepath.Join(repoRoot(t), "manifests", "monitoring", name)
+		copied := filepath.Join(chartDir(t), "files", name)
+		a, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(copied)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(a) != string(b) {
+			t.Errorf("%s differs from %s; run: cp %s %s", copied, src, "manifests/monitoring/"+name, "charts/csr-agent/files/")
+		}
 	}
 }
 
@@ -52,8 +74,9 @@ func TestHelmChartLintsClean(t *testing.T) {
 	for name, values := range map[string]map[string]any{
 		"defaults": nil,
 		"everything on": {
-			"injector": map[string]any{"enabled": true},
-			"ca":       map[string]any{"source": "secret"},
+			"injector":   map[string]any{"enabled": true},
+			"ca":         map[string]any{"source": "secret"},
+			"monitoring": map[string]any{"enabled": true, "labels": map[string]any{"release": "prometheus"}},
 		},
 	} {
 		t.Run(name, func(t *testing.T) {

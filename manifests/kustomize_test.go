@@ -93,18 +93,35 @@ func ownCAOverlay(t *testing.T) string {
 // directory. kustomize takes only relative paths to bases.
 func overlay(t *testing.T, base string, components ...string) string {
 	t.Helper()
+	return kustomization(t, []string{base}, components)
+}
+
+// resources returns a kustomization directory applying the kustomizations
+// of manifests/ named by dirs together.
+func resources(t *testing.T, dirs ...string) string {
+	t.Helper()
+	return kustomization(t, dirs, nil)
+}
+
+// kustomization writes a kustomization of the resources and components
+// (paths under manifests/) into a new directory and returns it.
+func kustomization(t *testing.T, resources, components []string) string {
+	t.Helper()
 	dir := t.TempDir()
 	rel, err := filepath.Rel(dir, filepath.Join(repoRoot(t), "manifests"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := "resources: [" + path.Join(rel, base) + "]\n"
-	if len(components) > 0 {
-		paths := make([]string, len(components))
-		for i, c := range components {
-			paths[i] = path.Join(rel, c)
+	under := func(dirs []string) string {
+		paths := make([]string, len(dirs))
+		for i, d := range dirs {
+			paths[i] = path.Join(rel, d)
 		}
-		k += "components: [" + strings.Join(paths, ", ") + "]\n"
+		return "[" + strings.Join(paths, ", ") + "]"
+	}
+	k := "resources: " + under(resources) + "\n"
+	if len(components) > 0 {
+		k += "components: " + under(components) + "\n"
 	}
 	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o600); err != nil {
 		t.Fatal(err)
